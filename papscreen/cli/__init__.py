@@ -1,0 +1,47 @@
+"""The ``papscreen`` command line (Typer).
+
+Each command group lives in its own module; this module builds the settings once per invocation
+(``--config FILE`` and ``PAPSCREEN_*`` variables) and hands them to the command through Typer's context.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from papscreen.cli import config_cmd, dataset_cmd, db_cmd, synth_cmd
+from papscreen.cli.common import AppState
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="papscreen",
+    help="Cervical cytology screening: find, grade and rank cells on Pap smear scans.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML settings file (default: $PAPSCREEN_CONFIG, if set).", exists=False),
+    ] = None,
+) -> None:
+    """Read settings lazily: commands that need none (``--help``) never touch the disk."""
+    ctx.obj = AppState(config_file=config)
+
+
+app.add_typer(config_cmd.app)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(dataset_cmd.app, name="dataset")
+app.add_typer(synth_cmd.app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,53 @@
+"""What every command shares: the settings, the console, and how errors end a command."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from papscreen.config import Settings, load_settings
+from papscreen.errors import PapscreenError
+
+__all__ = ["AppState", "console", "err_console", "fail_cleanly", "settings_from"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class AppState:
+    """Per-invocation state carried on ``typer.Context.obj``; settings are built on first use."""
+
+    config_file: Path | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        """The settings of this invocation, built once."""
+        if self._settings is None:
+            self._settings = load_settings(self.config_file)
+        return self._settings
+
+
+def settings_from(ctx: typer.Context) -> Settings:
+    """The invocation's settings; a bad settings file ends the command with its message."""
+    state = ctx.find_root().obj
+    if not isinstance(state, AppState):  # a command invoked without the root callback (tests)
+        state = AppState()
+        ctx.find_root().obj = state
+    with fail_cleanly():
+        return state.settings()
+
+
+@contextmanager
+def fail_cleanly(exit_code: int = 2) -> Iterator[None]:
+    """Turn a papscreen error into a one-line message and an exit code, never a traceback."""
+    try:
+        yield
+    except PapscreenError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(exit_code) from e

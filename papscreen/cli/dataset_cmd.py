@@ -1,0 +1,7 @@
+"""Placeholder: filled in by the datasets work."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer()

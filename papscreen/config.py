@@ -1,0 +1,216 @@
+"""papscreen's one settings object.
+
+Settings come, highest priority first, from keyword arguments, ``PAPSCREEN_*`` environment variables
+(nested groups with ``__``, e.g. ``PAPSCREEN_SCHEDULES__RETRAIN_CRON``), an optional TOML file
+(``--config FILE`` or ``PAPSCREEN_CONFIG``), then the defaults below. They are built once in an entry point
+(command line, flow, dashboard) with :func:`load_settings` and passed down; nothing reads them at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from papscreen.bethesda import BETHESDA_CLASSES, DEFAULT_EXTRA_LABEL_MAP
+from papscreen.errors import ConfigError
+
+__all__ = [
+    "BatchSettings",
+    "IntakeSettings",
+    "LabelSettings",
+    "LimitSettings",
+    "ScheduleSettings",
+    "Settings",
+    "load_settings",
+]
+
+CONFIG_FILE_ENV = "PAPSCREEN_CONFIG"
+DEFAULT_HOME = Path("~/.papscreen")
+SCAN_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff", "*.bmp", "*.svs", "*.ndpi", "*.mrxs")
+
+
+class BatchSettings(BaseModel):
+    """Batch sizes; the defaults suit a 2-core CPU, raise them on a GPU."""
+
+    stage1_tiles: int = Field(4, ge=1, description="Tiles per stage-1 forward pass.")
+    stage2_inference: int = Field(32, ge=1, description="Cell crops per stage-2 forward pass.")
+    stage2_training: int = Field(16, ge=1, description="Cell crops per stage-2 training step.")
+
+
+class LabelSettings(BaseModel):
+    """How Bethesda labels outside the 4-class scheme are counted."""
+
+    extra_label_map: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_EXTRA_LABEL_MAP),
+        description="Extra Bethesda label -> one of NILM, LSIL, HSIL, SCC. Labels not listed are skipped.",
+    )
+
+    @field_validator("extra_label_map")
+    @classmethod
+    def _targets_are_classes(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v.upper() not in BETHESDA_CLASSES}
+        if bad:
+            raise ValueError(f"targets must be one of {', '.join(BETHESDA_CLASSES)}; got {bad}")
+        return {k: v.upper() for k, v in value.items()}
+
+
+class ScheduleSettings(BaseModel):
+    """When the service's flows run."""
+
+    intake_interval_seconds: int = Field(10, ge=1, description="How often the intake folder is polled.")
+    retrain_cron: str = Field("0 2 * * *", description="Nightly retraining (cron, in `timezone`).")
+    validate_cron: str = Field("0 5 * * *", description="Validation of the champions, after retraining.")
+    timezone: str = Field("UTC", description="Time zone of the cron schedules.")
+
+
+class IntakeSettings(BaseModel):
+    """How the watched folder is read."""
+
+    patterns: list[str] = Field(default_factory=lambda: list(SCAN_PATTERNS), description="Glob patterns of scans.")
+    recursive: bool = Field(True, description="Look into sub-folders of the intake folder.")
+    settle_seconds: float = Field(
+        5.0, ge=0, description="A file has arrived when its size and mtime stayed the same this long."
+    )
+
+
+class LimitSettings(BaseModel):
+    """Limits that keep a bad or hostile file from exhausting the machine."""
+
+    max_file_bytes: int = Field(20 * 1024**3, ge=1, description="Largest scan accepted, in bytes.")
+    max_image_pixels: int = Field(
+        250_000_000, ge=1, description="Largest plain (non-pyramidal) image decoded whole, in pixels."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything an operator may configure. Build with :func:`load_settings`.
+
+    Examples:
+        >>> s = Settings(home="/tmp/lab")
+        >>> str(s.intake_dir)
+        '/tmp/lab/intake'
+        >>> s.database_url
+        'sqlite:////tmp/lab/papscreen.db'
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="PAPSCREEN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(DEFAULT_HOME, description="Root folder for papscreen's files.")
+    intake_dir: Path | None = Field(None, description="Watched folder for new scans (default: HOME/intake).")
+    store_dir: Path | None = Field(None, description="Where ingested scans are kept (default: HOME/store).")
+    quarantine_dir: Path | None = Field(None, description="Where bad files go (default: HOME/quarantine).")
+    models_dir: Path | None = Field(None, description="Model weights and cards (default: HOME/models).")
+    data_dir: Path | None = Field(None, description="Training data, DB_3 and DB_4 (default: HOME/data).")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (default: SQLite file HOME/papscreen.db); postgresql+psycopg2://..."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run; auto picks CUDA if present.")
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then the TOML file (if one was given), then defaults."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls), file_secret_settings)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        for name, default in (
+            ("intake_dir", "intake"),
+            ("store_dir", "store"),
+            ("quarantine_dir", "quarantine"),
+            ("models_dir", "models"),
+            ("data_dir", "data"),
+        ):
+            value = getattr(self, name)
+            setattr(self, name, (self.home / default) if value is None else value.expanduser().resolve())
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.home / 'papscreen.db'}"
+        try:
+            make_url(self.database_url)
+        except ArgumentError as e:
+            raise ValueError(f"database_url is not a valid SQLAlchemy URL: {e}") from e
+        return self
+
+    def folders(self) -> dict[str, Path]:
+        """The folders papscreen writes to, by setting name."""
+        return {
+            "home": self.home,
+            "intake_dir": self.intake_dir,
+            "store_dir": self.store_dir,
+            "quarantine_dir": self.quarantine_dir,
+            "models_dir": self.models_dir,
+            "data_dir": self.data_dir,
+        }  # type: ignore[return-value]
+
+    def ensure_folders(self) -> None:
+        """Create every folder papscreen writes to; harmless when they exist."""
+        for path in self.folders().values():
+            path.mkdir(parents=True, exist_ok=True)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, with the database password hidden."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        return data
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once, for an entry point to pass down.
+
+    Args:
+        config_file: optional TOML file; when ``None``, ``PAPSCREEN_CONFIG`` may name one.
+        **overrides: values that win over every other source (used by tests and the CLI).
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a value is invalid; the message says which.
+
+    Examples:
+        >>> load_settings(home="/tmp/lab", device="cpu").device
+        'cpu'
+    """
+    path = config_file if config_file is not None else os.environ.get(CONFIG_FILE_ENV)
+    settings_cls: type[Settings] = Settings
+    if path:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"settings file {path} does not exist (given by --config or {CONFIG_FILE_ENV})")
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
+
+        settings_cls = FileSettings
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid settings: {problems}") from e
+    except ValueError as e:  # a TOML syntax error surfaces as tomllib.TOMLDecodeError
+        raise ConfigError(f"cannot read settings file {path}: {e}") from e

@@ -1,0 +1,151 @@
+"""Read and write plain images (JPEG, PNG, TIFF, BMP) safely, always as 8-bit RGB.
+
+Pillow reads the header first, so an image that declares too many pixels is refused before any pixel is
+decoded (a decompression bomb), and a truncated file raises instead of being padded with grey, which is
+what OpenCV's ``imread`` silently does.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from papscreen.errors import CorruptImageError, DecompressionBombError, UnsupportedImageError
+
+__all__ = ["PLAIN_IMAGE_SUFFIXES", "image_size", "read_rgb", "to_rgb8", "write_rgb"]
+
+PLAIN_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+DEFAULT_MAX_PIXELS = 250_000_000
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
+    """Apply papscreen's pixel limit to Pillow's header check, for this call only."""
+    with _PILLOW_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _declared_pixels(path: Path) -> int:
+    """Header-only pixel count, for the message about an image Pillow refused outright."""
+    try:
+        with _pillow_pixel_limit(None), Image.open(path) as image:
+            return image.size[0] * image.size[1]
+    except (OSError, UnidentifiedImageError, ValueError):
+        return -1
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    if not path.is_file():
+        raise CorruptImageError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise CorruptImageError(path, "file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings(), _pillow_pixel_limit(max_pixels):
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except UnidentifiedImageError as e:
+        raise CorruptImageError(path, "not a readable image (unknown or damaged format)") from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DecompressionBombError(path, _declared_pixels(path), max_pixels) from e
+    except OSError as e:
+        raise CorruptImageError(path, f"cannot open image: {e}") from e
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise DecompressionBombError(path, width * height, max_pixels)
+    return image
+
+
+def image_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header alone, checking the pixel limit.
+
+    Raises:
+        CorruptImageError: missing, empty or unidentifiable file.
+        DecompressionBombError: more pixels than ``max_pixels``.
+    """
+    with _open(Path(path), max_pixels) as image:
+        return image.size
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode (1, L, P, RGBA, CMYK, I;16, I, F, LA, ...) to an HxWx3 uint8 array.
+
+    16-bit and floating-point images are scaled by their own range, not clipped, so a 16-bit scan keeps
+    its contrast. Transparent pixels are composited on white, the colour of an empty slide.
+
+    Examples:
+        >>> to_rgb8(Image.new("I;16", (2, 1), 65535)).tolist()
+        [[[255, 255, 255], [255, 255, 255]]]
+    """
+    mode = image.mode
+    if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
+        if mode == "F":
+            low, high = float(array.min()), float(array.max())
+            array = (array - low) / max(high - low, 1e-12) * 255.0
+        else:
+            array = array / top * 255.0
+        grey = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a plain image to an HxWx3 uint8 RGB array, refusing bombs and truncated files.
+
+    Raises:
+        CorruptImageError: the file is missing, empty, truncated or not an image.
+        DecompressionBombError: the header declares more than ``max_pixels`` pixels.
+        UnsupportedImageError: an image layout Pillow cannot decode (for example an exotic TIFF codec).
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "x.png"
+        >>> write_rgb(path, np.zeros((4, 6, 3), np.uint8))
+        >>> read_rgb(path).shape
+        (4, 6, 3)
+    """
+    path = Path(path)
+    with _open(path, max_pixels) as image:
+        try:
+            image.load()
+        except OSError as e:
+            message = str(e)
+            if "truncated" in message or "broken data stream" in message or "premature end" in message:
+                raise CorruptImageError(path, f"image data is truncated or damaged ({message})") from e
+            if "decoder" in message and "not available" in message:
+                raise UnsupportedImageError(path, f"image encoding is not supported ({message})") from e
+            raise CorruptImageError(path, f"cannot decode image ({message})") from e
+        except (ValueError, SyntaxError) as e:
+            raise CorruptImageError(path, f"cannot decode image ({e})") from e
+        return to_rgb8(image)
+
+
+def write_rgb(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
+    """Write an HxWx3 uint8 array; the format follows the suffix (JPEG gets ``quality``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    if path.suffix.lower() in {".jpg", ".jpeg"}:
+        image.save(path, quality=quality)
+    else:
+        image.save(path)
