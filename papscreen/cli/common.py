@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 
 from papscreen.config import Settings, load_settings
+from papscreen.db.database import Database
 from papscreen.errors import PapscreenError
 
-__all__ = ["AppState", "console", "err_console", "fail_cleanly", "settings_from"]
+__all__ = ["AppState", "console", "database_from", "err_console", "fail_cleanly", "settings_from"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -51,3 +52,8 @@ def fail_cleanly(exit_code: int = 2) -> Iterator[None]:
     except PapscreenError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(exit_code) from e
+
+
+def database_from(ctx: typer.Context) -> Database:
+    """A database handle for the invocation's settings (the caller disposes of it)."""
+    return Database(settings_from(ctx).database_url)
