@@ -50,7 +50,7 @@ def fail_cleanly(exit_code: int = 2) -> Iterator[None]:
     try:
         yield
     except PapscreenError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code) from e
 
 

@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, help="Create, migrate and check the data
 
 
 def _unreachable(e: OperationalError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] cannot reach the database: {e.orig}", highlight=False)
+    err_console.print(f"[bold red]error:[/] cannot reach the database: {e.orig}", highlight=False, soft_wrap=True)
     err_console.print("Check PAPSCREEN_DATABASE_URL (see `papscreen config`) and that the server is running.")
     return typer.Exit(2)
 
