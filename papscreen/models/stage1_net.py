@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual name
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["DENSE_STRIDE", "INPUT_PX", "Stage1Net"]
