@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from papscreen.config import Settings, load_settings
 from papscreen.db.database import Database
 from papscreen.errors import PapscreenError
 
-__all__ = ["AppState", "console", "database_from", "err_console", "fail_cleanly", "settings_from"]
+__all__ = ["AppState", "console", "database_from", "err_console", "fail_cleanly", "progress_bar", "settings_from"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,3 +58,30 @@ def fail_cleanly(exit_code: int = 2) -> Iterator[None]:
 def database_from(ctx: typer.Context) -> Database:
     """A database handle for the invocation's settings (the caller disposes of it)."""
     return Database(settings_from(ctx).database_url)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar on stderr, one line per phase, shown from the first report on.
+
+    Yields ``progress(phase, done, total)``.
+
+    Started lazily so a command that fails before any progress prints only its error line.
+    """
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    try:
+        yield progress
+    finally:
+        if tasks:
+            bar.stop()

@@ -16,15 +16,13 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from papscreen.bethesda import BETHESDA_CLASSES
-from papscreen.cli.common import console, err_console, fail_cleanly, settings_from
+from papscreen.cli.common import console, err_console, fail_cleanly, progress_bar, settings_from
 from papscreen.datasets.build import (
     BuildOptions,
     BuildReport,
-    ProgressCallback,
     check_output_dir,
     plan_build,
     write_build,
@@ -87,31 +85,6 @@ def _counts_table(title: str, counts: Mapping[str, Mapping[str, int]], classes: 
     totals = [sum(counts.get(split, {}).values()) for split in SPLITS]
     table.add_row("[bold]all[/]", *map(str, totals), str(sum(totals)), end_section=True)
     return table
-
-
-@contextmanager
-def _progress_bar() -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr, one line per phase, shown from the first report on.
-
-    Started lazily so a command that fails before any progress prints only its error line.
-    """
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
-    )
-    tasks: dict[str, TaskID] = {}
-
-    def progress(phase: str, done: int, total: int) -> None:
-        if not tasks:
-            bar.start()
-        if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=total)
-        bar.update(tasks[phase], completed=done, total=total)
-
-    try:
-        yield progress
-    finally:
-        if tasks:
-            bar.stop()
 
 
 @app.command("stats", epilog=_EXIT_HELP)
@@ -196,7 +169,7 @@ def build(
             numbered=numbered,
         )
         check_output_dir(out, overwrite)
-        with _progress_bar() as progress:
+        with progress_bar() as progress:
             plan = plan_build(annotated_dir, options, progress=progress)
         if strict and plan.problems:
             _print_problems(plan.problems)
@@ -205,7 +178,7 @@ def build(
                 highlight=False,
             )
             raise typer.Exit(EXIT_STOPPED)
-        with _progress_bar() as progress:
+        with progress_bar() as progress:
             report = write_build(plan, out, overwrite=overwrite, progress=progress)
     _print_report(report)
     raise typer.Exit(EXIT_PROBLEMS if report.problems else EXIT_OK)

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from papscreen.bethesda import BETHESDA_CLASSES, LEGACY_DB4_FOLDERS
-from papscreen.cli.common import console, fail_cleanly
+from papscreen.cli.common import console, fail_cleanly, progress_bar
 from papscreen.datasets.synthetic import SyntheticSummary, generate_synthetic
 
 app = typer.Typer()
@@ -26,7 +25,8 @@ class Scale(StrEnum):
     full = "full"
 
 
-def _summary_table(summary: SyntheticSummary) -> Table:
+def summary_table(summary: SyntheticSummary) -> Table:
+    """A table of what was generated, per dataset, split and class."""
     table = Table(
         title=f"Synthetic data in {summary.out_dir} (seed {summary.seed}, {summary.scale}, {summary.seconds:.1f} s)"
     )
@@ -59,25 +59,12 @@ def synth(
     ] = False,
 ) -> None:
     """Generate synthetic Pap smear datasets (DB_3 patches, DB_4 crops, annotated fields), offline."""
-    progress = Progress(
-        TextColumn("{task.description:<18}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    task = progress.add_task("starting", total=None)
-
-    def report(done: int, total: int, what: str) -> None:
-        # Started on the first item, so a refusal (existing output) prints its message and no empty bar.
-        if not progress.live.is_started:
-            progress.start()
-        progress.update(task, completed=done, total=total, description=what)
-
-    try:
-        with fail_cleanly():
-            summary = generate_synthetic(out, seed=seed, scale=scale.value, progress=report, overwrite=overwrite)
-    finally:
-        if progress.live.is_started:
-            progress.stop()
-    console.print(_summary_table(summary))
+    with fail_cleanly(), progress_bar() as progress:
+        summary = generate_synthetic(
+            out,
+            seed=seed,
+            scale=scale.value,
+            overwrite=overwrite,
+            progress=lambda done, total, _what: progress("generating", done, total),
+        )
+    console.print(summary_table(summary))
