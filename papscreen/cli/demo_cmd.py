@@ -57,7 +57,7 @@ def demo(
     ctx: typer.Context,
     scale: Annotated[
         Scale, typer.Option("--scale", case_sensitive=False, help="Synthetic data size: small (seconds) or full.")
-    ] = Scale.full,
+    ] = Scale.small,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 0,
 ) -> None:
     """Set up papscreen on embedded defaults (SQLite, local folders, synthetic data) and show what is there."""
