@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from papscreen.cli import config_cmd, dataset_cmd, db_cmd, demo_cmd, synth_cmd
+from papscreen.cli import config_cmd, dataset_cmd, db_cmd, demo_cmd, models_cmd, synth_cmd
 from papscreen.cli.common import AppState
 
 __all__ = ["app", "main"]
@@ -41,6 +41,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(synth_cmd.app)
 app.add_typer(demo_cmd.app)
+app.add_typer(models_cmd.app, name="models")
 
 
 def main() -> None:

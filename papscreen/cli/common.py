@@ -10,12 +10,23 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import OperationalError
 
 from papscreen.config import Settings, load_settings
+from papscreen.db import migrate
 from papscreen.db.database import Database
 from papscreen.errors import PapscreenError
 
-__all__ = ["AppState", "console", "database_from", "err_console", "fail_cleanly", "progress_bar", "settings_from"]
+__all__ = [
+    "AppState",
+    "console",
+    "database_from",
+    "err_console",
+    "fail_cleanly",
+    "open_database",
+    "progress_bar",
+    "settings_from",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -58,6 +69,28 @@ def fail_cleanly(exit_code: int = 2) -> Iterator[None]:
 def database_from(ctx: typer.Context) -> Database:
     """A database handle for the invocation's settings (the caller disposes of it)."""
     return Database(settings_from(ctx).database_url)
+
+
+@contextmanager
+def open_database(ctx: typer.Context) -> Iterator[Database]:
+    """The invocation's database, checked to be reachable and migrated; disposed of afterwards."""
+    database = database_from(ctx)
+    try:
+        try:
+            revision, head = migrate.current_revision(database), migrate.head_revision(database)
+        except OperationalError as e:
+            err_console.print(f"[bold red]error:[/] cannot reach the database: {e.orig}", soft_wrap=True)
+            raise typer.Exit(2) from e
+        if revision != head:
+            err_console.print(
+                f"[bold red]error:[/] the database {database!r} is at schema {revision or 'empty'}, "
+                f"this papscreen needs {head}: run `papscreen db upgrade`",
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
+        yield database
+    finally:
+        database.dispose()
 
 
 @contextmanager

@@ -1,0 +1,88 @@
+"""``papscreen models register|list|promote`` against a real database, on both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from papscreen.cli import app
+from papscreen.db import queries
+from papscreen.db.database import Database
+from papscreen.db.schema import ModelStage, ModelStatus
+from papscreen.models.card import ModelCard
+from papscreen.models.checkpoints import save_model
+from papscreen.models.stage1_net import Stage1Net
+
+
+def _saved_stage1(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    card = ModelCard(
+        stage="stage1",
+        architecture="cnn20",
+        classes=("background", "cell"),
+        input_size=20,
+        working_scale=0.5,
+        weights_sha256="0" * 64,
+        metrics={"f1": 0.9 + seed / 100},
+    )
+    save_model(Stage1Net().state_dict(), card, folder)
+    return folder
+
+
+@pytest.fixture
+def cli_env(database: Database, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", database.url.render_as_string(hide_password=False))
+    return CliRunner()
+
+
+def test_register_list_promote(cli_env: CliRunner, database: Database, tmp_path: Path) -> None:
+    first = _saved_stage1(tmp_path / "m1", seed=1)
+    second = _saved_stage1(tmp_path / "m2", seed=2)
+    result = cli_env.invoke(app, ["models", "register", str(first)])
+    assert result.exit_code == 0, result.output
+    assert "as champion" in result.output
+    result = cli_env.invoke(app, ["models", "register", str(second)])
+    assert "as candidate" in result.output
+
+    listed = cli_env.invoke(app, ["models", "list", "--stage", "stage1"])
+    assert listed.exit_code == 0, listed.output
+    assert "m1" in listed.output
+    assert "m2" in listed.output
+    assert "f1=0.920" in listed.output
+
+    with database.session() as s:
+        candidate = next(v for v in queries.list_model_versions(s) if v.name == "m2")
+    result = cli_env.invoke(app, ["models", "promote", str(candidate.id), "--as", "dr.who", "--reason", "better"])
+    assert result.exit_code == 0, result.output
+    with database.session() as s:
+        champion = queries.get_champion(s, ModelStage.STAGE1)
+        assert champion is not None
+        assert champion.name == "m2"
+        statuses = {v.name: v.status for v in queries.list_model_versions(s)}
+        assert statuses["m1"] == ModelStatus.RETIRED
+
+
+def test_register_refuses_an_altered_model_without_traceback(cli_env: CliRunner, tmp_path: Path) -> None:
+    folder = _saved_stage1(tmp_path / "m1", seed=1)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    result = cli_env.invoke(app, ["models", "register", str(folder)])
+    assert result.exit_code == 2
+    assert "do not match the card" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_promote_unknown_id(cli_env: CliRunner) -> None:
+    result = cli_env.invoke(app, ["models", "promote", "999"])
+    assert result.exit_code == 2
+    assert "no model version with id 999" in result.output
+
+
+def test_commands_refuse_an_unmigrated_database(empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", empty_database_url)
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 2
+    assert "papscreen db upgrade" in result.output
