@@ -18,6 +18,7 @@ __all__ = [
     "FileTooLargeError",
     "ImageError",
     "PapscreenError",
+    "PretrainedWeightsMissingError",
     "UnsupportedImageError",
 ]
 
@@ -100,3 +101,20 @@ class CheckpointError(PapscreenError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class PretrainedWeightsMissingError(CheckpointError):
+    """ImageNet weights were asked for but are not on this machine; papscreen never downloads at run time.
+
+    ``path`` is where the file was expected; the message says where to get it and where to put it.
+    """
+
+    def __init__(self, path: str | Path, architecture: str, url: str) -> None:
+        self.architecture = architecture
+        self.url = url
+        super().__init__(
+            path,
+            f"ImageNet weights for {architecture} are not on this machine, and papscreen never downloads at run "
+            f"time. On a machine with internet, download {url} and copy the file to {Path(path)} "
+            "(or pass its location as the pretrained path); or train without pretrained weights",
+        )
