@@ -189,7 +189,7 @@ def read_annotations(
         >>> print(found.problems[0].split(", ", 1)[1])
         line 3: point (70, 5) is outside a.png (60x40 pixels); row skipped
     """
-    source = Path(source)
+    source = Path(source).absolute()  # relative paths would be taken relative to the folder by fingerprints
     csv_path = source if source.is_file() else find_annotation_csv(source)
     images_dir = csv_path.parent / IMAGES_FOLDER
     if not images_dir.is_dir():

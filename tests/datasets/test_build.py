@@ -350,3 +350,13 @@ def test_options_are_checked(kwargs: dict[str, object], message: str) -> None:
 @pytest.mark.parametrize(("scale", "window"), [(0.5, 40), (0.25, 80), (1 / 3, 60), (1.0, 20)], ids=str)
 def test_stage1_window(scale: float, window: int) -> None:
     assert stage1_window_px(scale) == window
+
+
+def test_build_from_a_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative annotated folder (``papscreen dataset build ../data/x``) must not be joined onto itself."""
+    folder = tmp_path / "data" / "annotated"
+    write_rgb(folder / "images" / "a.png", np.full((120, 120, 3), 240, np.uint8))
+    (folder / "labels.csv").write_text("image,x,y,label\na.png,60,60,NILM\n")
+    monkeypatch.chdir(tmp_path / "data")
+    report = build_datasets(Path("annotated"), tmp_path / "out", crop_px=32, val_fraction=0.5)
+    assert report.db4_fingerprint
