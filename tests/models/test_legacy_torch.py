@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from papscreen.errors import CheckpointError
 from papscreen.models.backbones import build_stage2_network
 from papscreen.models.checkpoints import CARD_NAME, load_weights
 from papscreen.models.legacy_torch import import_legacy_resnet50
+from papscreen.models.stage2 import Stage2Classifier
 
 
 class _Payload:
@@ -73,6 +75,20 @@ def test_import_gives_the_same_network_and_an_honest_card(
     rebuilt.load_state_dict(state, strict=True)
     assert torch.equal(_logits(rebuilt), _logits(original))
     assert json.loads((tmp_path / "imported" / CARD_NAME).read_text())["classes"] == list(LEGACY_MODEL_CLASSES)
+
+
+def test_stage2_classifier_loads_the_import_and_gives_the_original_logits(
+    original: nn.Module, checkpoint: Path, tmp_path: Path
+) -> None:
+    import_legacy_resnet50(checkpoint, tmp_path / "imported")
+    classifier = Stage2Classifier.from_checkpoint(tmp_path / "imported")
+    assert classifier.classes == LEGACY_MODEL_CLASSES  # outputs named in the original's order
+    assert (classifier.crop_size, classifier.input_size) == (250, 224)
+    crops = np.random.default_rng(0).integers(0, 256, (2, 250, 250, 3), dtype=np.uint8)
+    inputs = classifier.preprocess(crops).contiguous()
+    with torch.inference_mode():
+        expected = original(inputs).numpy()
+    np.testing.assert_allclose(classifier.predict_logits(crops), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_bare_state_dict_from_data_parallel_is_accepted(original: nn.Module, tmp_path: Path) -> None:
