@@ -21,6 +21,7 @@ from rich.table import Table
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.cli.common import console, err_console, fail_cleanly, progress_bar, settings_from
 from papscreen.datasets.build import (
+    DEFAULT_HARD_BACKGROUND_FRACTION,
     BuildOptions,
     BuildReport,
     check_output_dir,
@@ -125,6 +126,8 @@ def _print_report(report: BuildReport) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if report.hard_background:
+        console.print(f"{report.hard_background} DB_3 background patch(es) are hard (clear only at the centre)")
     if report.padded:
         console.print(f"{report.padded} patch(es) reached past the border and were padded by reflection")
     _print_problems(report.problems, where=str(db3))
@@ -149,6 +152,16 @@ def build(
     ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the split and the background patches.")] = 0,
     numbered: Annotated[bool, typer.Option("--numbered", help="Legacy DB_4 folders 1..4 (1=HSIL ... 4=SCC).")] = False,
+    hard_background_fraction: Annotated[
+        float,
+        typer.Option(
+            "--hard-background-fraction",
+            min=0.0,
+            max=1.0,
+            help="Share of DB_3 background patches clear only at their centre (cytoplasm, debris, off-centre "
+            "nuclei) rather than empty glass; 0 gives glass-only background.",
+        ),
+    ] = DEFAULT_HARD_BACKGROUND_FRACTION,
     strict: Annotated[bool, typer.Option("--strict", help="Stop before writing anything if any problem.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DB_3/ and DB_4/ in a non-empty --out.")] = (
         False
@@ -167,6 +180,7 @@ def build(
             seed=seed,
             extra_label_map=dict(settings.labels.extra_label_map),
             numbered=numbered,
+            hard_background_fraction=hard_background_fraction,
         )
         check_output_dir(out, overwrite)
         with progress_bar() as progress:

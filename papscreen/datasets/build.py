@@ -3,10 +3,13 @@
 From an annotated folder (``images/`` and a CSV of nucleus centres, see :mod:`papscreen.datasets.annotations`)
 :func:`build_datasets` writes two datasets in the original project's layouts:
 
-* ``DB_3`` (stage 1): ``cell`` patches centred on each point and ``background`` patches clear of every annotated
-  point *and* of every stained blob (:mod:`papscreen.datasets.stain`), so an unannotated nucleus never becomes
-  background. A patch is a ``20 / stage1_scale`` pixel window at full resolution resized to 20x20 with
-  ``INTER_AREA`` (area averaging, the right filter for shrinking).
+* ``DB_3`` (stage 1): ``cell`` patches centred on each point and ``background`` patches of two kinds. *Clear*
+  ones lie wholly clear of every annotated point *and* of every stained blob (:mod:`papscreen.datasets.stain`),
+  so an unannotated nucleus never becomes background. *Hard* ones (a share ``hard_background_fraction`` of the
+  same total) are clear only at their centre: they show cytoplasm, debris and nuclei off to one side, so the
+  network learns that stain is not a cell and that an off-centre nucleus is not a centred one. A patch is a
+  ``20 / stage1_scale`` pixel window at full resolution resized to 20x20 with ``INTER_AREA`` (area averaging,
+  the right filter for shrinking).
 * ``DB_4`` (stage 2): ``crop_px`` crops centred on each point at full resolution, in class folders (NILM, LSIL,
   HSIL, SCC, or the legacy ``1``..``4``). Crops that reach past the border are padded by reflection.
 
@@ -46,13 +49,20 @@ from papscreen.datasets.conventions import (
     STAGE1_INPUT_PX,
 )
 from papscreen.datasets.fingerprint import fingerprint_annotations, fingerprint_entries
-from papscreen.datasets.stain import exclusion_mask, nucleus_mask, sample_free_windows
+from papscreen.datasets.stain import (
+    centre_exclusion_mask,
+    exclusion_mask,
+    nucleus_mask,
+    sample_centred_windows,
+    sample_free_windows,
+)
 from papscreen.errors import DatasetError, ImageError
 from papscreen.imaging.image_io import read_rgb
 
 __all__ = [
     "DB3_DIRNAME",
     "DB4_DIRNAME",
+    "DEFAULT_HARD_BACKGROUND_FRACTION",
     "BuildOptions",
     "BuildPlan",
     "BuildReport",
@@ -69,6 +79,12 @@ __all__ = [
 DB3_DIRNAME = "DB_3"
 DB4_DIRNAME = "DB_4"
 MANIFEST_FORMAT = "papscreen-dataset-manifest/1"
+DEFAULT_HARD_BACKGROUND_FRACTION = 0.0
+"""Share of DB_3 background patches that are hard (clear only at the centre); 0 gives glass-only background.
+
+0 by default: on the CRIC development fields (34 validation images, cnn20plus, scale 1/3) a fraction of 0.5 left
+recall within 15 px unchanged (0.88 against 0.87) and *raised* detections per field (about 200 against 165).
+"""
 SPLIT_TRIES = 2000
 """Random image permutations tried when looking for the split closest to the wanted validation fraction."""
 
@@ -105,6 +121,10 @@ class BuildOptions:
         background_per_image: background patches per image; ``None`` balances them to the number of cells
             (each image gives as many as it has cells, a shortfall carried over to the next image of its split).
         numbered: name DB_4 folders ``1``..``4`` (legacy) instead of by class.
+        hard_background_fraction: share of each image's background patches that are hard: windows whose centre
+            is clear (no stained blob within ``window_px // 4``, no annotated point within ``window_px // 2``)
+            but which may hold stain elsewhere. Clear windows are drawn first, exactly as with 0; hard ones also
+            make up any clear windows a crowded image lacks. 0 reproduces glass-only background.
     """
 
     crop_px: int = DEFAULT_CROP_PX
@@ -114,6 +134,7 @@ class BuildOptions:
     extra_label_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EXTRA_LABEL_MAP))
     background_per_image: int | None = None
     numbered: bool = False
+    hard_background_fraction: float = DEFAULT_HARD_BACKGROUND_FRACTION
 
     def __post_init__(self) -> None:
         """Refuse sizes and fractions that cannot produce a dataset."""
@@ -125,6 +146,8 @@ class BuildOptions:
             raise ValueError(f"stage1_scale {self.stage1_scale} gives a window under 2 px")
         if self.background_per_image is not None and self.background_per_image < 0:
             raise ValueError(f"background_per_image must be >= 0, got {self.background_per_image}")
+        if not 0 <= self.hard_background_fraction <= 1:
+            raise ValueError(f"hard_background_fraction must be between 0 and 1, got {self.hard_background_fraction}")
 
     @property
     def window_px(self) -> int:
@@ -180,6 +203,7 @@ class BuildReport:
         db4_counts: split -> class -> crops.
         padded: crops and cell patches that reached past the border and were padded by reflection.
         background_shortfall: background patches wanted but not found room for (crowded fields).
+        hard_background: how many of the background patches are hard (clear only at the centre).
         problems: every problem met, planning and writing.
         source_fingerprint: fingerprint of the annotated folder.
         db3_fingerprint: fingerprint of the DB_3 dataset written.
@@ -198,6 +222,7 @@ class BuildReport:
     source_fingerprint: str
     db3_fingerprint: str
     db4_fingerprint: str
+    hard_background: int = 0
 
 
 def split_by_image(
@@ -386,6 +411,7 @@ class _Writer:
     db4_rows: list[dict[str, Any]] = field(default_factory=list)
     padded_db3: list[str] = field(default_factory=list)
     padded_db4: list[str] = field(default_factory=list)
+    hard_background: int = 0
     label_map_used: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def write(self, root: Path, relative: str, rgb: np.ndarray, label: str, entries: list[tuple[Path, str]]) -> None:
@@ -424,23 +450,33 @@ class _Writer:
     ) -> int:
         options = self.options
         window = options.window_px
+        nuclei = nucleus_mask(rgb)
+        avoid_xy = [(p.x, p.y) for p in avoid]
         excluded = exclusion_mask(
-            nucleus_mask(rgb),
-            [(p.x, p.y) for p in avoid],
-            margin_px=options.margin_px,
-            point_radius_px=options.point_radius_px,
+            nuclei, avoid_xy, margin_px=options.margin_px, point_radius_px=options.point_radius_px
         )
-        windows = sample_free_windows(excluded, window, wanted, _image_rng(options.seed, image))
-        for k, (top, left) in enumerate(windows):
-            patch = cv2.resize(
-                rgb[top : top + window, left : left + window],
-                (STAGE1_INPUT_PX, STAGE1_INPUT_PX),
-                interpolation=cv2.INTER_AREA,
-            )
-            relative = f"{split}/background/{_stem(image)}_bg{k:03d}.png"
-            self.write(self.db3, relative, patch, "background", self.db3_entries)
-            self.db3_rows.append({"file": relative, "label": "background", "image": image, "top": top, "left": left})
-        return len(windows)
+        rng = _image_rng(options.seed, image)
+        # Clear windows first, from the same generator as without hard ones: with a fraction of 0 nothing changes.
+        hard_share = round(wanted * options.hard_background_fraction)
+        clear = sample_free_windows(excluded, window, wanted - hard_share, rng)
+        hard: list[tuple[int, int]] = []
+        if options.hard_background_fraction > 0:
+            centres = centre_exclusion_mask(nuclei, avoid_xy, window)
+            hard = sample_centred_windows(centres, window, wanted - len(clear), rng, taken=clear)
+        self.hard_background += len(hard)
+        for kind, tag, windows in (("clear", "bg", clear), ("hard", "hbg", hard)):
+            for k, (top, left) in enumerate(windows):
+                patch = cv2.resize(
+                    rgb[top : top + window, left : left + window],
+                    (STAGE1_INPUT_PX, STAGE1_INPUT_PX),
+                    interpolation=cv2.INTER_AREA,
+                )
+                relative = f"{split}/background/{_stem(image)}_{tag}{k:03d}.png"
+                self.write(self.db3, relative, patch, "background", self.db3_entries)
+                self.db3_rows.append(
+                    {"file": relative, "label": "background", "kind": kind, "image": image, "top": top, "left": left}
+                )
+        return len(clear) + len(hard)
 
 
 def _counts(entries: Sequence[tuple[Path, str]], root: Path, classes: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -583,6 +619,13 @@ def _finish(
                 "blob_margin_px": options.margin_px,
                 "blob_detection": "haematoxylin OD > 0.3 or mean OD > 0.45 or black top-hat (61 px) > 25 grey",
                 "shortfall": shortfall,
+                "hard_fraction": options.hard_background_fraction,
+                "hard": {
+                    "patches": writer.hard_background,
+                    "centre_blob_clearance_px": max(1, options.window_px // 4),
+                    "centre_point_clearance_px": max(1, options.window_px // 2),
+                    "rule": "window centre clear of stained blobs and points; the rest of the window may hold stain",
+                },
             },
             "counts": db3_counts,
             "padded_by_reflection": writer.padded_db3,
@@ -623,6 +666,7 @@ def _finish(
         source_fingerprint=plan.source_fingerprint,
         db3_fingerprint=db3_fp,
         db4_fingerprint=db4_fp,
+        hard_background=writer.hard_background,
     )
 
 
@@ -637,6 +681,7 @@ def build_datasets(
     extra_label_map: Mapping[str, str] = DEFAULT_EXTRA_LABEL_MAP,
     background_per_image: int | None = None,
     numbered: bool = False,
+    hard_background_fraction: float = DEFAULT_HARD_BACKGROUND_FRACTION,
     strict: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
@@ -656,6 +701,8 @@ def build_datasets(
         extra_label_map: labels outside the 4 classes that count (from the settings).
         background_per_image: background patches per image; ``None`` balances them to the cell patches.
         numbered: legacy DB_4 folder names ``1``..``4``.
+        hard_background_fraction: share of background patches clear only at their centre (see
+            :class:`BuildOptions`); 0 cuts background from empty glass only.
         strict: stop before writing anything when there is any problem.
         overwrite: replace existing ``DB_3``/``DB_4`` in ``out_dir``.
         progress: called as ``progress(phase, done, total)``.
@@ -683,6 +730,7 @@ def build_datasets(
         extra_label_map=dict(extra_label_map),
         background_per_image=background_per_image,
         numbered=numbered,
+        hard_background_fraction=hard_background_fraction,
     )
     check_output_dir(Path(out_dir), overwrite)
     plan = plan_build(annotated_dir, options, progress=progress)

@@ -10,11 +10,15 @@ A background patch for stage 1 must show no nucleus at all, including the many n
   terms but darker than what surrounds them.
 
 Excluding a little cytoplasm too is the price of never calling a nucleus "background".
+
+Background cut only from empty glass teaches a network that anything stained is a cell. *Hard* background windows
+(:func:`sample_centred_windows`) are only clear at their centre: they may show cytoplasm, debris, or a nucleus off
+to one side, which is exactly what a centred-cell detector must learn to reject.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -23,10 +27,12 @@ __all__ = [
     "DEFAULT_DARKNESS_MIN",
     "DEFAULT_HAEMATOXYLIN_MIN",
     "DEFAULT_LOCAL_CONTRAST_MIN",
+    "centre_exclusion_mask",
     "exclusion_mask",
     "haematoxylin_density",
     "nucleus_mask",
     "optical_density",
+    "sample_centred_windows",
     "sample_free_windows",
 ]
 
@@ -149,6 +155,28 @@ def exclusion_mask(
     return mask.astype(bool)
 
 
+def _take_greedily(
+    tops: np.ndarray,
+    lefts: np.ndarray,
+    window_px: int,
+    count: int,
+    rng: np.random.Generator,
+    taken: Sequence[tuple[int, int]] = (),
+) -> list[tuple[int, int]]:
+    """Shuffle the candidates with ``rng`` and keep each one that overlaps no window kept or ``taken`` before."""
+    w = window_px
+    chosen: list[tuple[int, int]] = []
+    occupied = list(taken)
+    for i in rng.permutation(len(tops)):
+        top, left = int(tops[i]), int(lefts[i])
+        if all(abs(top - t) >= w or abs(left - lf) >= w for t, lf in occupied):
+            chosen.append((top, left))
+            occupied.append((top, left))
+            if len(chosen) == count:
+                break
+    return chosen
+
+
 def sample_free_windows(
     excluded: np.ndarray,
     window_px: int,
@@ -178,12 +206,69 @@ def sample_free_windows(
     inside = integral[w:, w:] - integral[:-w, w:] - integral[w:, :-w] + integral[:-w, :-w]
     stride = max(1, w // 4)
     tops, lefts = np.nonzero(inside[::stride, ::stride] == 0)
-    tops, lefts = tops * stride, lefts * stride
-    chosen: list[tuple[int, int]] = []
-    for i in rng.permutation(len(tops)):
-        top, left = int(tops[i]), int(lefts[i])
-        if all(abs(top - t) >= w or abs(left - lf) >= w for t, lf in chosen):
-            chosen.append((top, left))
-            if len(chosen) == count:
-                break
-    return chosen
+    return _take_greedily(tops * stride, lefts * stride, w, count, rng)
+
+
+def centre_exclusion_mask(
+    nuclei: np.ndarray,
+    points: Iterable[tuple[float, float]],
+    window_px: int,
+) -> np.ndarray:
+    """Where a hard background window's *centre* may not lie: near a stained blob or an annotated point.
+
+    A centre closer than ``window_px // 4`` to the nucleus mask would show a nucleus (or part of one) where a cell
+    patch shows its nucleus; a centre closer than ``window_px // 2`` to a point would be a cell patch slightly
+    off-centre, which is too close to a positive to call negative.
+
+    Examples:
+        >>> nuclei = np.zeros((100, 100), bool)
+        >>> nuclei[50, 50] = True
+        >>> mask = centre_exclusion_mask(nuclei, [(10.0, 10.0)], window_px=40)
+        >>> bool(mask[50, 60]), bool(mask[50, 61]), bool(mask[10, 30]), bool(mask[10, 31])
+        (True, False, True, False)
+    """
+    return exclusion_mask(nuclei, points, margin_px=max(1, window_px // 4), point_radius_px=max(1, window_px // 2))
+
+
+def sample_centred_windows(
+    centre_excluded: np.ndarray,
+    window_px: int,
+    count: int,
+    rng: np.random.Generator,
+    *,
+    taken: Sequence[tuple[int, int]] = (),
+) -> list[tuple[int, int]]:
+    """Up to ``count`` non-overlapping ``window_px`` squares inside the image whose *centre* is not excluded.
+
+    Unlike :func:`sample_free_windows` the rest of the window may hold anything, stain included. The centre of
+    the window at (top, left) is pixel ``(top + window_px // 2, left + window_px // 2)``, as for
+    :func:`papscreen.datasets.build.cut_centred`. Candidates lie on the same quarter-window grid, are shuffled
+    with ``rng`` and taken greedily, never overlapping each other nor a window in ``taken``.
+
+    Args:
+        centre_excluded: HxW boolean mask of forbidden centres (e.g. :func:`centre_exclusion_mask`).
+        window_px: window side.
+        count: the most windows wanted.
+        rng: seeded generator; the same generator state gives the same windows.
+        taken: (top, left) of windows already chosen (clear background), which new ones must not overlap.
+
+    Returns:
+        (top, left) of each window, in the order they were drawn.
+
+    Examples:
+        >>> centre_excluded = np.zeros((100, 100), bool)
+        >>> centre_excluded[:, :70] = True
+        >>> windows = sample_centred_windows(centre_excluded, 20, 5, np.random.default_rng(0))
+        >>> len(windows) > 0 and all(left + 10 >= 70 for _, left in windows)
+        True
+    """
+    height, width = centre_excluded.shape
+    if count <= 0 or window_px > height or window_px > width:
+        return []
+    w, half = window_px, window_px // 2
+    stride = max(1, w // 4)
+    grid_tops = np.arange(0, height - w + 1, stride)
+    grid_lefts = np.arange(0, width - w + 1, stride)
+    allowed = ~centre_excluded[np.ix_(grid_tops + half, grid_lefts + half)]
+    rows, cols = np.nonzero(allowed)
+    return _take_greedily(grid_tops[rows], grid_lefts[cols], w, count, rng, taken)

@@ -1,4 +1,4 @@
-"""Building DB_3 and DB_4 from point annotations: split by image, clean background, honest manifests."""
+"""Building DB_3 and DB_4 from point annotations: split by image, clean and hard background, honest manifests."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from papscreen.bethesda import BETHESDA_CLASSES, LEGACY_DB4_FOLDERS
 from papscreen.datasets.build import (
     BuildOptions,
     BuildReport,
+    _image_rng,
     build_datasets,
     cut_centred,
     split_by_image,
@@ -22,7 +23,7 @@ from papscreen.datasets.build import (
 from papscreen.datasets.conventions import MANIFEST_NAME
 from papscreen.datasets.fingerprint import fingerprint_index
 from papscreen.datasets.layout import read_dataset
-from papscreen.datasets.stain import nucleus_mask
+from papscreen.datasets.stain import exclusion_mask, nucleus_mask, sample_free_windows
 from papscreen.errors import DatasetError
 from papscreen.imaging.image_io import read_rgb, write_rgb
 
@@ -79,7 +80,7 @@ def _build(tmp_path: Path, name: str = "out", **kwargs: object) -> BuildReport:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildReport]:
     root = tmp_path_factory.mktemp("build")
     _annotated(root / "annotated", _layout())
-    return root, _build(root)
+    return root, _build(root, hard_background_fraction=0.5)
 
 
 def _manifest(path: Path) -> dict:
@@ -109,7 +110,7 @@ def test_every_class_reaches_validation(built: tuple[Path, BuildReport]) -> None
 
 def test_same_seed_same_datasets(built: tuple[Path, BuildReport], tmp_path: Path) -> None:
     root, first = built
-    again = build_datasets(root / "annotated", tmp_path / "again", crop_px=CROP)
+    again = build_datasets(root / "annotated", tmp_path / "again", crop_px=CROP, hard_background_fraction=0.5)
     assert again.split == first.split
     assert (again.db3_fingerprint, again.db4_fingerprint) == (first.db3_fingerprint, first.db4_fingerprint)
 
@@ -143,7 +144,7 @@ def test_split_of_one_image_keeps_it_for_training() -> None:
 # -- patches -----------------------------------------------------------------------------------------------------
 
 
-def test_background_is_far_from_points_and_every_nucleus(built: tuple[Path, BuildReport]) -> None:
+def test_clear_background_is_far_from_points_and_every_nucleus(built: tuple[Path, BuildReport]) -> None:
     _, report = built
     manifest = _manifest(report.db3_dir)
     window = manifest["window_px"]
@@ -151,7 +152,9 @@ def test_background_is_far_from_points_and_every_nucleus(built: tuple[Path, Buil
     nuclei = _layout()
     backgrounds = [s for s in manifest["samples"] if s["label"] == "background"]
     assert len(backgrounds) == sum(report.db3_counts[s]["background"] for s in report.db3_counts) > 0
-    for sample in backgrounds:
+    clear = [s for s in backgrounds if s["kind"] == "clear"]
+    assert clear
+    for sample in clear:
         top, left = sample["top"], sample["left"]
         for n in (n for n in nuclei if n.image == sample["image"]):
             dx = max(left - n.x, 0, n.x - (left + window - 1))
@@ -163,6 +166,106 @@ def test_background_is_far_from_points_and_every_nucleus(built: tuple[Path, Buil
         patch = read_rgb(report.db3_dir / sample["file"])
         assert patch.shape == (20, 20, 3)
         assert patch.min() > 150, f"{sample['file']} holds something dark"
+
+
+def test_hard_background_has_a_clear_centre_and_may_hold_stain(built: tuple[Path, BuildReport]) -> None:
+    _, report = built
+    manifest = _manifest(report.db3_dir)
+    window = manifest["window_px"]
+    hard = [s for s in manifest["samples"] if s["label"] == "background" and s["kind"] == "hard"]
+    assert len(hard) == report.hard_background == manifest["background"]["hard"]["patches"] > 0
+    assert manifest["background"]["hard_fraction"] == 0.5
+    holding_stain = 0
+    for sample in hard:
+        cy, cx = sample["top"] + window // 2, sample["left"] + window // 2
+        for n in (n for n in _layout() if n.image == sample["image"]):
+            distance = float(np.hypot(n.x - cx, n.y - cy))
+            # Annotated or not, no nucleus pixel lies within window / 4 of the centre ...
+            assert distance > RADIUS + window // 4, f"{sample['file']} has a nucleus at its centre"
+            # ... and no annotated point within window / 2.
+            if n.label is not None:
+                assert distance > window // 2, f"{sample['file']} is centred too close to a cell"
+        patch = read_rgb(report.db3_dir / sample["file"])
+        holding_stain += bool(patch.min() < 215)  # glass is ~238 in every channel, cytoplasm's green 196
+    assert holding_stain > 0, "no hard patch shows stain: they are no harder than glass"
+
+
+def test_hard_background_does_not_overlap_other_background(built: tuple[Path, BuildReport]) -> None:
+    _, report = built
+    manifest = _manifest(report.db3_dir)
+    window = manifest["window_px"]
+    by_image: dict[str, list[tuple[int, int]]] = {}
+    for s in manifest["samples"]:
+        if s["label"] == "background":
+            by_image.setdefault(s["image"], []).append((s["top"], s["left"]))
+    for image, windows in by_image.items():
+        for i, (top, left) in enumerate(windows):
+            assert 0 <= top <= HEIGHT - window, f"outside {image}"
+            assert 0 <= left <= WIDTH - window, f"outside {image}"
+            for other in windows[:i]:
+                assert abs(top - other[0]) >= window or abs(left - other[1]) >= window, f"overlap in {image}"
+
+
+def _glass_only_windows(folder: Path, report: BuildReport, options: BuildOptions) -> dict[str, list[tuple[int, int]]]:
+    """The background windows of the build before hard background existed: clear windows only, all of them."""
+    by_image: dict[str, list[tuple[float, float]]] = {}
+    for line in (folder / "labels.csv").read_text().splitlines()[1:]:
+        image, x, y, _ = line.split(",")
+        by_image.setdefault(image, []).append((float(x), float(y)))
+    expected = {}
+    for images in report.split.values():
+        for image in images:  # the layout leaves room for every wanted window, so nothing is carried over
+            excluded = exclusion_mask(
+                nucleus_mask(read_rgb(folder / "images" / image)),
+                by_image[image],
+                margin_px=options.margin_px,
+                point_radius_px=options.point_radius_px,
+            )
+            wanted = len(by_image[image])
+            expected[image] = sample_free_windows(excluded, options.window_px, wanted, _image_rng(options.seed, image))
+    return expected
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["fraction-0", "default"])
+def test_fraction_zero_reproduces_glass_only_background(
+    built: tuple[Path, BuildReport], tmp_path: Path, explicit: bool
+) -> None:
+    root, with_hard = built
+    kwargs = {"hard_background_fraction": 0.0} if explicit else {}
+    report = build_datasets(root / "annotated", tmp_path / "zero", crop_px=CROP, **kwargs)  # type: ignore[arg-type]
+    manifest = _manifest(report.db3_dir)
+    backgrounds = [s for s in manifest["samples"] if s["label"] == "background"]
+    assert report.hard_background == manifest["background"]["hard"]["patches"] == 0
+    assert all(s["kind"] == "clear" and "_bg" in s["file"] for s in backgrounds)
+    got: dict[str, list[tuple[int, int]]] = {}
+    for s in backgrounds:
+        got.setdefault(s["image"], []).append((s["top"], s["left"]))
+    assert got == _glass_only_windows(root / "annotated", report, BuildOptions(crop_px=CROP))
+    assert report.db3_fingerprint != with_hard.db3_fingerprint
+    assert report.db4_fingerprint == with_hard.db4_fingerprint
+    # With hard background the clear windows are the first ones drawn without it, the same files.
+    first_clear = {
+        s["file"]: (s["top"], s["left"])
+        for s in _manifest(with_hard.db3_dir)["samples"]
+        if s["label"] == "background" and s["kind"] == "clear"
+    }
+    zero = {s["file"]: (s["top"], s["left"]) for s in backgrounds}
+    assert first_clear
+    assert all(zero[f] == where for f, where in first_clear.items())
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0], ids=lambda f: f"fraction{f}")
+def test_hard_background_is_deterministic_for_a_seed(fraction: float, tmp_path: Path) -> None:
+    _annotated(tmp_path / "annotated", _layout(4))
+    first = _build(tmp_path, "first", hard_background_fraction=fraction)
+    again = _build(tmp_path, "again", hard_background_fraction=fraction)
+    other = _build(tmp_path, "other", hard_background_fraction=fraction, seed=5)
+    assert first.db3_fingerprint == again.db3_fingerprint
+    assert first.db3_fingerprint != other.db3_fingerprint
+    for split in ("train", "validation"):
+        assert first.db3_counts[split]["background"] == first.db3_counts[split]["cell"]
+    total = sum(first.db3_counts[s]["background"] for s in first.db3_counts)
+    assert first.hard_background == round(total * fraction) if fraction in (0.0, 1.0) else first.hard_background > 0
 
 
 def test_backgrounds_balance_the_cells(built: tuple[Path, BuildReport]) -> None:
@@ -339,8 +442,19 @@ def test_no_usable_point_is_an_error(tmp_path: Path) -> None:
         ({"stage1_scale": 0.0}, "stage1_scale"),
         ({"stage1_scale": 20.0}, "under 2 px"),
         ({"background_per_image": -1}, "background_per_image"),
+        ({"hard_background_fraction": -0.1}, "hard_background_fraction"),
+        ({"hard_background_fraction": 1.5}, "hard_background_fraction"),
     ],
-    ids=["tiny-crop", "no-validation", "all-validation", "zero-scale", "huge-scale", "negative-background"],
+    ids=[
+        "tiny-crop",
+        "no-validation",
+        "all-validation",
+        "zero-scale",
+        "huge-scale",
+        "negative-background",
+        "negative-hard",
+        "hard-over-one",
+    ],
 )
 def test_options_are_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

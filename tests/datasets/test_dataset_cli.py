@@ -114,6 +114,19 @@ def test_build_then_stats_on_both_outputs(tmp_path: Path) -> None:
     assert "train/SCC: empty class folder" in output  # no SCC in the annotations: a warning, exit 1
 
 
+@pytest.mark.parametrize("fraction", ["0", "1"], ids=["glass-only", "all-hard"])
+def test_build_hard_background_fraction_reaches_the_manifest(tmp_path: Path, fraction: str) -> None:
+    source = _annotated(tmp_path / "annotated")
+    out = tmp_path / "out"
+    code, output = _run("dataset", "build", source, "--out", out, "--hard-background-fraction", fraction)
+    assert code == EXIT_OK, output
+    manifest = json.loads((out / "DB_3" / "manifest.json").read_text())
+    assert manifest["background"]["hard_fraction"] == float(fraction)
+    kinds = {s["kind"] for s in manifest["samples"] if s["label"] == "background"}
+    assert kinds == ({"clear"} if fraction == "0" else {"hard"})
+    assert (manifest["background"]["hard"]["patches"] > 0) == (fraction == "1")
+
+
 def test_build_numbered_and_label_map_from_settings(tmp_path: Path) -> None:
     source = _annotated(tmp_path / "annotated")
     config = tmp_path / "papscreen.toml"
