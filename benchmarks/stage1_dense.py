@@ -15,8 +15,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -25,26 +23,12 @@ import numpy as np
 import torch
 
 from papscreen.datasets.synthetic import render_field
+from papscreen.models.device import describe_machine
 from papscreen.models.stage1 import Stage1Config, Stage1Detector
 from papscreen.models.stage1_net import INPUT_PX, build_stage1_network
 
 TOLERANCE = 1e-5
 TARGET_RATIO = 50.0
-
-
-def machine() -> str:
-    """CPU model, cores, torch threads and GPU, for the record."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (
-        f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} with {torch.get_num_threads()} threads; "
-        f"GPU: {gpu}; load average {os.getloadavg()[0]:.1f}"
-    )
 
 
 def best_time(run: Callable[[], object], repeats: int) -> float:
@@ -83,7 +67,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     rng = np.random.default_rng(args.seed)
     field = render_field(rng, {"NILM": 30, "HSIL": 3}).rgb
     torch.manual_seed(args.seed)

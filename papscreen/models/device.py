@@ -63,7 +63,10 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def describe_machine(device: torch.device | None = None) -> str:
-    """One line naming the hardware a number was measured on: CPU model, cores, torch threads, GPU if any.
+    """One line naming the hardware a number was measured on: CPU model, cores, torch threads, GPU, load.
+
+    The load average says whether other work shared the machine while a benchmark ran (ratios measured in one
+    run survive that; absolute speeds do not).
 
     Examples:
         >>> "torch threads" in describe_machine()
@@ -88,4 +91,6 @@ def describe_machine(device: torch.device | None = None) -> str:
         parts.append(f"GPU {torch.cuda.get_device_name(index)}")
     else:
         parts.append("no GPU")
+    if hasattr(os, "getloadavg"):
+        parts.append(f"load average {os.getloadavg()[0]:.1f}")
     return ", ".join(parts)

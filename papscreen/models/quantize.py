@@ -45,6 +45,7 @@ __all__ = [
     "Int8Calibration",
     "ObserverKind",
     "calibrate_int8",
+    "float_layers",
     "int8_available",
     "load_int8_calibration",
     "prediction_agreement",
@@ -103,7 +104,24 @@ def _quiet_deprecations() -> Iterator[None]:
         yield
 
 
-def _qconfig_mapping(observer: ObserverKind) -> QConfigMapping:
+def float_layers(network: nn.Module) -> tuple[str, ...]:
+    """The layers kept in float: the first convolution (it sees raw pixels) and the last linear layer (the logits).
+
+    The usual practice for post-training quantization: these two are cheap (a few percent of the compute) and
+    the most sensitive to 8-bit rounding, the first because its input is the image itself, the last because its
+    output *is* the decision.
+
+    Examples:
+        >>> from papscreen.models.backbones import build_stage2_network
+        >>> float_layers(build_stage2_network("resnet18"))
+        ('conv1', 'fc')
+    """
+    convs = [name for name, module in network.named_modules() if isinstance(module, nn.Conv2d)]
+    linears = [name for name, module in network.named_modules() if isinstance(module, nn.Linear)]
+    return tuple(convs[:1] + linears[-1:])
+
+
+def _qconfig_mapping(observer: ObserverKind, keep_float: tuple[str, ...] = ()) -> QConfigMapping:
     # reduce_range keeps activations to 7 bits so the u8*s8 products cannot saturate on CPUs without VNNI;
     # the same model then gives the same answers on every x86 machine.
     activation = (
@@ -112,7 +130,10 @@ def _qconfig_mapping(observer: ObserverKind) -> QConfigMapping:
         else MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True)
     )
     weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
-    return get_default_qconfig_mapping(_BACKEND).set_global(QConfig(activation=activation, weight=weight))
+    mapping = get_default_qconfig_mapping(_BACKEND).set_global(QConfig(activation=activation, weight=weight))
+    for name in keep_float:
+        mapping = mapping.set_module_name(name, None)
+    return mapping
 
 
 def _prepare(network: nn.Module, input_size: int, observer: ObserverKind) -> torch.fx.GraphModule:
@@ -122,7 +143,7 @@ def _prepare(network: nn.Module, input_size: int, observer: ObserverKind) -> tor
     model = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).float().eval()
     example = (torch.zeros(1, 3, input_size, input_size),)
     with _quiet_deprecations():
-        return prepare_fx(model, _qconfig_mapping(observer), example)
+        return prepare_fx(model, _qconfig_mapping(observer, float_layers(model)), example)
 
 
 def _convert(prepared: torch.fx.GraphModule) -> nn.Module:
