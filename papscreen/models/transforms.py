@@ -30,8 +30,10 @@ from torchvision.transforms import v2
 from papscreen.imaging.crops import reflect_indices
 
 __all__ = [
+    "RandomQuarterTurn",
     "StainJitter",
     "augmentation_transform",
+    "dihedral_transform",
     "eval_transform",
     "geometry_transform",
     "normalise_transform",
@@ -109,6 +111,40 @@ class StainJitter(v2.Transform):
         if is_uint8:
             out = (out * 255.0).round().to(torch.uint8)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+class RandomQuarterTurn(v2.Transform):
+    """Rotate by 0, 90, 180 or 270 degrees, equally likely: exact (no interpolation) and nearly free.
+
+    With both flips it gives the eight symmetries of the square, which a cell (having no up) does not change.
+
+    Examples:
+        >>> image = torch.arange(4).reshape(1, 2, 2)
+        >>> _ = torch.manual_seed(0)
+        >>> sorted({tuple(RandomQuarterTurn()(image).flatten().tolist()) for _ in range(40)})
+        [(0, 1, 2, 3), (1, 3, 0, 2), (2, 0, 3, 1), (3, 2, 1, 0)]
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the number of quarter turns."""
+        return {"turns": int(torch.randint(4, ()))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Rotate an image tensor (or a batch sharing the draw) by the drawn quarter turns."""
+        if not isinstance(inpt, torch.Tensor) or params["turns"] == 0:
+            return inpt
+        out = torch.rot90(inpt, params["turns"], dims=(-2, -1))
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+def dihedral_transform() -> v2.Compose:
+    """Random flips and quarter turns only: the light augmentation for short CPU runs; uint8 in and out.
+
+    Examples:
+        >>> dihedral_transform()(torch.zeros(3, 8, 8, dtype=torch.uint8)).dtype
+        torch.uint8
+    """
+    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomQuarterTurn()])
 
 
 def geometry_transform(crop_size: int, input_size: int) -> v2.Compose:
@@ -216,7 +252,8 @@ def to_uint8_batch(
         torch.Size([1, 3, 16, 16])
     """
     if isinstance(crops, np.ndarray) and crops.ndim == 4:
-        batch = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
+        array = np.ascontiguousarray(crops)
+        batch = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(0, 3, 1, 2)
     elif isinstance(crops, torch.Tensor) and crops.ndim == 4:
         batch = crops
     else:
@@ -235,7 +272,8 @@ def _chw(crop: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(crop, np.ndarray):
         if crop.ndim != 3 or crop.shape[2] != 3:
             raise ValueError(f"a crop must be an H x W x 3 RGB array, not {crop.shape}")
-        return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
+        array = np.ascontiguousarray(crop)
+        return torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1)
     return crop
 
 
