@@ -114,13 +114,17 @@ def load_pretrained_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(path, "no such file") from e
     except pickle.UnpicklingError as e:
         culprit = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "")
+        if not culprit:  # not a refused object: bytes that are no pickle at all ("Unsupported operand", ...)
+            detail = next((line.strip() for line in str(e).splitlines() if line.startswith("Unsupported")), "")
+            raise CheckpointError(path, f"not a readable PyTorch checkpoint ({detail or 'not a pickle'})") from e
         raise CheckpointError(
             path,
             "refused: the file holds pickled Python objects besides tensors, and loading them could run code"
             f"{' (' + culprit + ')' if culprit else ''}; re-save only the weights with "
             "torch.save({'model_state_dict': model.state_dict()}, path) where the original code runs",
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as e:
+        # torch's restricted unpickler fails on arbitrary bytes with any of these
         raise CheckpointError(path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
     for key in _WRAPPER_KEYS:
         if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):

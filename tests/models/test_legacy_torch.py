@@ -145,3 +145,12 @@ def test_missing_file_and_occupied_folder(checkpoint: Path, tmp_path: Path) -> N
     import_legacy_resnet50(checkpoint, tmp_path / "imported")
     with pytest.raises(CheckpointError, match="already saved"):
         import_legacy_resnet50(checkpoint, tmp_path / "imported")
+
+
+def test_garbage_is_unreadable_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(b"these bytes are no pickle at all")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint") as caught:
+        import_legacy_resnet50(path, tmp_path / "out")
+    assert "garbage.pth" in str(caught.value)
+    assert "refused" not in str(caught.value)
