@@ -11,7 +11,18 @@ from typing import Annotated
 
 import typer
 
-from papscreen.cli import config_cmd, dataset_cmd, db_cmd, demo_cmd, models_cmd, synth_cmd
+from papscreen.cli import (
+    analyze_image_cmd,
+    config_cmd,
+    dataset_cmd,
+    db_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    legacy_cmd,
+    models_cmd,
+    synth_cmd,
+    train_cmd,
+)
 from papscreen.cli.common import AppState
 
 __all__ = ["app", "main"]
@@ -42,6 +53,10 @@ app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(synth_cmd.app)
 app.add_typer(demo_cmd.app)
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(train_cmd.app, name="train")
+app.add_typer(evaluate_cmd.app)
+app.add_typer(analyze_image_cmd.app)
+app.add_typer(legacy_cmd.app)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "err_console",
     "fail_cleanly",
     "open_database",
+    "optional_database",
     "progress_bar",
     "settings_from",
 ]
@@ -91,6 +92,19 @@ def open_database(ctx: typer.Context) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
+
+
+@contextmanager
+def optional_database(ctx: typer.Context, wanted: bool) -> Iterator[Database | None]:
+    """The checked database when ``wanted`` (e.g. to register a model), else ``None``.
+
+    Entered *before* long work, so a missing or unmigrated database is reported before minutes of training.
+    """
+    if not wanted:
+        yield None
+        return
+    with open_database(ctx) as database:
+        yield database
 
 
 @contextmanager
