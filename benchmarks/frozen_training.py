@@ -19,8 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -35,22 +33,12 @@ from papscreen.datasets.synthetic import render_cell_crop
 from papscreen.imaging.image_io import write_rgb
 from papscreen.models.backbones import build_stage2_network, split_feature_extractor
 from papscreen.models.card import Normalisation
+from papscreen.models.device import describe_machine
 from papscreen.models.stage2_data import load_crops
 from papscreen.models.train_stage2 import train_stage2
 from papscreen.models.transforms import normalise_transform
 
 FOLDER_OF = {label: folder for folder, label in LEGACY_DB4_FOLDERS.items()}
-
-
-def machine() -> str:
-    """CPU model, cores, torch threads and GPU, for the record."""
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
-        model = names[0] if names else model
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return f"{model}; {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads; GPU {gpu}"
 
 
 def write_db4(root: Path, per_class: dict[str, int], seed: int) -> None:
@@ -107,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     per_class = {"train": args.per_class, "validation": max(1, args.per_class // 4)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "DB_4"
