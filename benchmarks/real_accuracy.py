@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stage2", type=Path, help="a saved stage-2 model (skips stage-2 training)")
     parser.add_argument("--stage1-scale", type=float, default=1 / 3, help="stage-1 working scale for CRIC fields")
     parser.add_argument("--stage1-arch", default="cnn20plus")
-    parser.add_argument("--stage1-epochs", type=int, default=20)
+    parser.add_argument("--stage1-epochs", type=int, default=30)
     parser.add_argument("--stage2-arch", default="resnet18")
     parser.add_argument("--stage2-mode", default="finetune", choices=("frozen", "finetune"))
     parser.add_argument("--stage2-epochs", type=int, default=15)
