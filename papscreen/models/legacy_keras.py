@@ -47,6 +47,7 @@ from papscreen.datasets.conventions import DB3_CLASSES, DEFAULT_STAGE1_SCALE
 from papscreen.errors import CheckpointError
 from papscreen.models.card import ModelCard, Normalisation, library_versions
 from papscreen.models.checkpoints import CARD_NAME, WEIGHTS_NAME, file_sha256, save_model
+from papscreen.models.keras_worker import WEIGHT_SHAPES
 from papscreen.models.stage1_net import INPUT_PX, DenseActivation, Stage1Net
 
 __all__ = [
@@ -67,14 +68,6 @@ STAGE1_CLASSES = DB3_CLASSES
 KERAS_EXTRA_HINT = "pip install 'papscreen[keras]'"
 WORKER_FILE = Path(__file__).with_name("keras_worker.py")
 _WORKER_PREFIX = "papscreen-keras-worker: "
-_WEIGHT_SHAPES = {
-    "conv_kernel": (10, 10, 3, 10),
-    "conv_bias": (10,),
-    "dense1_kernel": (250, 16),
-    "dense1_bias": (16,),
-    "dense2_kernel": (16, 2),
-    "dense2_bias": (2,),
-}
 _POOLED = (5, 5, 10)  # height, width, channels of the map that Flatten sees
 _RAW_PIXEL_MAX = 255.0
 _ACTIVATIONS: tuple[DenseActivation, ...] = ("relu", "linear")
@@ -103,7 +96,7 @@ def keras_weights_to_state_dict(weights: Mapping[str, np.ndarray], *, cell_index
     """
     if cell_index not in (0, 1):
         raise ValueError(f"cell_index must be 0 or 1, got {cell_index}")
-    for name, shape in _WEIGHT_SHAPES.items():
+    for name, shape in WEIGHT_SHAPES.items():
         if name not in weights:
             raise ValueError(f"missing Keras array {name!r}")
         if tuple(weights[name].shape) != shape:

@@ -20,6 +20,7 @@ import torch
 
 from papscreen.errors import CheckpointError
 from papscreen.models.card import Normalisation
+from papscreen.models.keras_worker import WEIGHT_SHAPES
 from papscreen.models.legacy_keras import (
     CONVERSION_TOLERANCE,
     STAGE1_CLASSES,
@@ -243,15 +244,7 @@ def _keras_reference_forward(weights: dict[str, np.ndarray], x: np.ndarray, dens
 @pytest.mark.parametrize("cell_index", [0, 1])
 def test_weight_layout_matches_keras_arithmetic(cell_index: int) -> None:
     rng = np.random.default_rng(3)
-    shapes = {
-        "conv_kernel": (10, 10, 3, 10),
-        "conv_bias": (10,),
-        "dense1_kernel": (250, 16),
-        "dense1_bias": (16,),
-        "dense2_kernel": (16, 2),
-        "dense2_bias": (2,),
-    }
-    weights = {name: rng.normal(0, 0.3, shape).astype(np.float32) for name, shape in shapes.items()}
+    weights = {name: rng.normal(0, 0.3, shape).astype(np.float32) for name, shape in WEIGHT_SHAPES.items()}
     x = rng.random((16, 20, 20, 3), dtype=np.float32)
     keras_probs = _keras_reference_forward(weights, x.astype(np.float64), "relu")
     net = Stage1Net().eval()
