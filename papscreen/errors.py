@@ -19,6 +19,7 @@ __all__ = [
     "ImageError",
     "PapscreenError",
     "PretrainedWeightsMissingError",
+    "UnreadableRegionError",
     "UnsupportedImageError",
 ]
 
@@ -72,6 +73,25 @@ class DecompressionBombError(ImageError):
             f"image declares {pixels:,} pixels, over the limit of {limit_pixels:,} for a plain image; "
             "whole-slide scans must be pyramidal TIFF/SVS/NDPI/MRXS "
             "(raise PAPSCREEN_LIMITS__MAX_IMAGE_PIXELS if this image is genuine)",
+        )
+
+
+class UnreadableRegionError(CorruptImageError):
+    """A region of a slide cannot be decoded (a damaged tile); the slide opened, this part of it did not.
+
+    ``location`` is the region's top-left corner in level-0 pixels, ``size`` its (width, height) at ``level``.
+    """
+
+    def __init__(
+        self, path: str | Path, location: tuple[int, int], level: int, size: tuple[int, int], detail: str
+    ) -> None:
+        self.location = location
+        self.level = level
+        self.size = size
+        super().__init__(
+            path,
+            f"cannot read the region at level-0 (x={location[0]}, y={location[1]}), level {level}, "
+            f"{size[0]}x{size[1]} pixels: {detail}; the scan is damaged there (rescan or re-export it)",
         )
 
 
