@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from papscreen.cli.common import console, err_console, fail_cleanly, optional_database, settings_from
-from papscreen.cli.models_cmd import register_saved_model
+from papscreen.cli.models_cmd import announce_saved_model
 from papscreen.datasets.conventions import DEFAULT_CROP_PX, DEFAULT_STAGE1_SCALE
 from papscreen.models.checkpoints import model_folder_name
 from papscreen.models.legacy_keras import import_legacy_keras
@@ -82,9 +82,4 @@ def import_legacy(
             folder = settings.models_dir / model_folder_name("stage2", "resnet50-legacy")
             card = import_legacy_resnet50(model, folder, crop_size=crop_size, input_size=input_size)
             console.print(f"classes in the original's output order: {', '.join(card.classes)}")
-        console.print(f"saved {card.stage} model {card.name} to {folder}")
-        if db is None:
-            console.print("not registered (--no-register): `papscreen models register FOLDER` registers it later")
-            return
-        version = register_saved_model(db, folder, card, actor="papscreen import-legacy")
-        console.print(f"registered as model {version.id}: {version.status.value}")
+        announce_saved_model(db, folder, card, actor="papscreen import-legacy")

@@ -37,6 +37,16 @@ def register_saved_model(database: Database, folder: Path, card: ModelCard, *, a
         )
 
 
+def announce_saved_model(database: Database | None, folder: Path, card: ModelCard, *, actor: str) -> None:
+    """Say where a new model was saved and register it (``database`` None: say how to register it later)."""
+    console.print(f"saved {card.stage} model {card.name} to {folder}")
+    if database is None:
+        console.print("not registered (--no-register): `papscreen models register FOLDER` registers it later")
+        return
+    version = register_saved_model(database, folder, card, actor=actor)
+    console.print(f"registered as model {version.id}: {version.status.value}")
+
+
 def _metric_text(metrics: dict) -> str:
     shown = [f"{k}={metrics[k]:.3f}" for k in KEY_METRICS if isinstance(metrics.get(k), int | float)]
     return ", ".join(shown) or "-"

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from papscreen.cli.common import console, err_console, fail_cleanly, optional_database, progress_bar, settings_from
-from papscreen.cli.models_cmd import register_saved_model
+from papscreen.cli.models_cmd import announce_saved_model
 from papscreen.datasets.layout import DatasetIndex, read_dataset
 from papscreen.db.database import Database
 from papscreen.errors import DatasetError
@@ -119,12 +119,7 @@ def evaluation_table(evaluation: Evaluation, title: str) -> Table:
 def _report(database: Database | None, folder: Path, card: ModelCard, evaluation: Evaluation) -> None:
     """Show the validation figures, register the saved model, and say where everything is."""
     console.print(evaluation_table(evaluation, f"{card.stage} validation"))
-    console.print(f"saved {card.stage} model {card.name} to {folder}")
-    if database is None:
-        console.print("not registered (--no-register): `papscreen models register FOLDER` registers it later")
-        return
-    version = register_saved_model(database, folder, card, actor="papscreen train")
-    console.print(f"registered as model {version.id}: {version.status.value}")
+    announce_saved_model(database, folder, card, actor="papscreen train")
 
 
 @app.command("stage1")

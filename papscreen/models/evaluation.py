@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.special import softmax
 
 from papscreen.datasets.conventions import DB3_CLASSES
 from papscreen.datasets.layout import DatasetIndex
@@ -46,12 +47,6 @@ class Evaluation:
     probs: np.ndarray
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def evaluate_stage1(detector: Stage1Detector, index: DatasetIndex, split: str = "validation") -> Evaluation:
     """Cell-versus-background metrics of a detector's network on a DB_3 split (each patch on its own).
 
@@ -67,7 +62,7 @@ def evaluate_stage1(detector: Stage1Detector, index: DatasetIndex, split: str = 
     logits = np.concatenate(
         [detector.patch_logits(images[i : i + 4096].permute(0, 2, 3, 1).numpy()) for i in range(0, len(images), 4096)]
     )
-    probs = _softmax(logits.astype(np.float64))
+    probs = softmax(logits.astype(np.float64), axis=1)
     y_true = labels.numpy()
     return Evaluation(classification_report(y_true, probs, DB3_CLASSES), y_true, probs)
 
