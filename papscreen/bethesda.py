@@ -12,6 +12,7 @@ from collections.abc import Mapping
 __all__ = [
     "ABNORMAL_CLASSES",
     "BETHESDA_CLASSES",
+    "CLASS_COLOURS",
     "DEFAULT_EXTRA_LABEL_MAP",
     "LEGACY_DB4_FOLDERS",
     "LEGACY_MODEL_CLASSES",
@@ -23,6 +24,15 @@ BETHESDA_CLASSES: tuple[str, ...] = ("NILM", "LSIL", "HSIL", "SCC")
 """Canonical class order of every papscreen stage-2 model, least to most severe."""
 
 ABNORMAL_CLASSES: tuple[str, ...] = ("LSIL", "HSIL", "SCC")
+
+CLASS_COLOURS: Mapping[str, tuple[int, int, int]] = {
+    "NILM": (0, 158, 115),
+    "LSIL": (230, 159, 0),
+    "HSIL": (213, 94, 0),
+    "SCC": (204, 0, 102),
+}
+"""RGB colour of each class on overlays, galleries and the dashboard (Okabe-Ito based, readable by most
+colour-blind people); severity darkens from green to magenta."""
 
 LEGACY_DB4_FOLDERS: Mapping[str, str] = {"1": "HSIL", "2": "LSIL", "3": "NILM", "4": "SCC"}
 """Folder names of the original project's DB_4 and what they mean."""

@@ -26,7 +26,9 @@ from papscreen.bethesda import BETHESDA_CLASSES, DEFAULT_EXTRA_LABEL_MAP
 from papscreen.errors import ConfigError
 
 __all__ = [
+    "AnalysisSettings",
     "BatchSettings",
+    "GradingSettings",
     "IntakeSettings",
     "LabelSettings",
     "LimitSettings",
@@ -93,6 +95,55 @@ class LimitSettings(BaseModel):
     )
 
 
+class AnalysisSettings(BaseModel):
+    """How a scan is read and run through the two stages (memory, overlap of reading and compute, outputs)."""
+
+    tile_px: int = Field(
+        2048, ge=256, le=8192, description="Side of a stage-1 tile at the pyramid level read, context included."
+    )
+    crop_block_px: int = Field(
+        1024, ge=128, le=8192, description="Level-0 block read at once to cut the stage-2 crops of its cells."
+    )
+    reader_threads: int = Field(2, ge=1, le=32, description="Threads reading tiles and cutting crops ahead of compute.")
+    queue_depth: int = Field(4, ge=1, le=64, description="Tiles or crop batches read ahead at most (bounds memory).")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto", description="Stage-2 inference; auto: bf16 on a GPU or a CPU with native bf16, else fp32."
+    )
+    skip_blank_tiles: bool = Field(True, description="Skip tiles with no stained material (mostly empty glass).")
+    overlay_max_side: int = Field(2048, ge=64, le=16384, description="Longer side of the overlay thumbnail, px.")
+    gallery_size: int = Field(30, ge=0, le=500, description="Most suspicious cells kept per class for the gallery.")
+
+
+class GradingSettings(BaseModel):
+    """How cell grades become a slide's category and adequacy (thresholds a lab tunes to its own validation)."""
+
+    min_probability: float = Field(
+        0.8, gt=0, lt=1, description="Probability of 'this grade or worse' a cell needs to support a grade."
+    )
+    min_cells: dict[str, int] = Field(
+        default_factory=lambda: {"LSIL": 3, "HSIL": 2, "SCC": 2},
+        description="Cells supporting a grade (or worse) needed for the slide to take that grade.",
+    )
+    abnormal_top_k: int = Field(10, ge=1, description="The abnormal score is the mean suspicion of this many cells.")
+    min_cells_field: int = Field(
+        10, ge=0, description="A single field with fewer squamous cells than this is unsatisfactory."
+    )
+    min_cells_slide: int = Field(
+        5000, ge=0, description="A whole slide with fewer squamous cells than this is unsatisfactory (Bethesda 2014)."
+    )
+
+    @field_validator("min_cells")
+    @classmethod
+    def _grades_are_abnormal_classes(cls, value: dict[str, int]) -> dict[str, int]:
+        upper = {k.upper(): int(v) for k, v in value.items()}
+        bad = sorted(set(upper) - {"LSIL", "HSIL", "SCC"})
+        if bad:
+            raise ValueError(f"grades must be LSIL, HSIL or SCC; got {', '.join(bad)}")
+        if any(v < 1 for v in upper.values()):
+            raise ValueError("each grade needs at least 1 supporting cell")
+        return upper
+
+
 class Settings(BaseSettings):
     """Everything an operator may configure. Build with :func:`load_settings`.
 
@@ -126,6 +177,8 @@ class Settings(BaseSettings):
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    grading: GradingSettings = Field(default_factory=GradingSettings)
 
     @classmethod
     def settings_customise_sources(
