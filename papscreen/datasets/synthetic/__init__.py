@@ -47,24 +47,29 @@ from papscreen.datasets.synthetic.generate import (
 from papscreen.datasets.synthetic.morphology import CellMorphology, sample_morphology
 from papscreen.datasets.synthetic.samples import render_cell_crop, render_stage1_patches, stage1_window
 from papscreen.datasets.synthetic.scene import MIN_NUCLEUS_GAP, TruthCell
+from papscreen.datasets.synthetic.slide import GLASS_LEVEL, SlidePlan, render_block, write_synthetic_slide
 
 __all__ = [
     "FIELD_HEIGHT",
     "FIELD_WIDTH",
     "GENERATOR_NAME",
     "GENERATOR_VERSION",
+    "GLASS_LEVEL",
     "MIN_NUCLEUS_GAP",
     "SCALE_PLANS",
     "CellMorphology",
     "ProgressCallback",
     "ScalePlan",
+    "SlidePlan",
     "SyntheticField",
     "SyntheticSummary",
     "TruthCell",
     "generate_synthetic",
+    "render_block",
     "render_cell_crop",
     "render_field",
     "render_stage1_patches",
     "sample_morphology",
     "stage1_window",
+    "write_synthetic_slide",
 ]
