@@ -118,10 +118,10 @@ class GradingSettings(BaseModel):
     """How cell grades become a slide's category and adequacy (thresholds a lab tunes to its own validation)."""
 
     min_probability: float = Field(
-        0.8, gt=0, lt=1, description="Probability of 'this grade or worse' a cell needs to support a grade."
+        0.9, gt=0, lt=1, description="Probability of 'this grade or worse' a cell needs to support a grade."
     )
     min_cells: dict[str, int] = Field(
-        default_factory=lambda: {"LSIL": 3, "HSIL": 2, "SCC": 2},
+        default_factory=lambda: {"LSIL": 10, "HSIL": 10, "SCC": 8},
         description="Cells supporting a grade (or worse) needed for the slide to take that grade.",
     )
     abnormal_top_k: int = Field(10, ge=1, description="The abnormal score is the mean suspicion of this many cells.")

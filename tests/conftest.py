@@ -150,3 +150,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(
                 f"{backend}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"
             )
+
+
+# Models trained once per session, shared by the model and pipeline tests (tests/trained.py).
+from tests.trained import (  # noqa: E402, F401
+    stage1_synthetic,
+    stage2_acceptance_db4,
+    trained_model_folders,
+    trained_stage1,
+    trained_stage2,
+)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from papscreen.cli import (
+    analyze_cmd,
     analyze_image_cmd,
     config_cmd,
     dataset_cmd,
@@ -55,6 +56,7 @@ app.add_typer(demo_cmd.app)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(evaluate_cmd.app)
+app.add_typer(analyze_cmd.app)
 app.add_typer(analyze_image_cmd.app)
 app.add_typer(legacy_cmd.app)
 

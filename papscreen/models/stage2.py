@@ -245,7 +245,12 @@ class Stage2Classifier:
         Raises:
             ValueError: crops that are not uint8 RGB.
         """
-        batch = to_uint8_batch(crops, self.crop_size).to(self.device)
+        batch = to_uint8_batch(crops, self.crop_size)
+        if self.device.type == "cuda":
+            # Page-locked memory lets the copy run asynchronously, overlapping the previous batch's compute.
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        else:
+            batch = batch.to(self.device)
         return self._transform(batch).contiguous(memory_format=torch.channels_last)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

@@ -19,8 +19,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from papscreen.datasets.layout import read_dataset
-from papscreen.datasets.synthetic import SCALE_PLANS, ScalePlan, generate_synthetic
 from papscreen.errors import CheckpointError
 from papscreen.imaging.image_io import read_rgb
 from papscreen.models.card import ModelCard
@@ -28,10 +26,8 @@ from papscreen.models.checkpoints import CARD_NAME, WEIGHTS_NAME, file_sha256, s
 from papscreen.models.proposals import propose_nuclei
 from papscreen.models.stage1 import ProbabilityMap, Stage1Config, Stage1Detector
 from papscreen.models.stage1_net import INPUT_PX, Stage1Net, Stage1NetPlus, build_stage1_network
-from papscreen.models.train_stage1 import Stage1TrainingResult, train_stage1
+from papscreen.models.train_stage1 import Stage1TrainingResult
 
-PLAN = ScalePlan({"train": 400, "validation": 100}, {"train": 1, "validation": 1}, 4)
-"""Enough DB_3 for a detector that finds every synthetic nucleus; DB_4 is not used here."""
 MATCH_PX = 10.0
 MIN_RECALL = 0.95
 MIN_PRECISION = 0.8
@@ -53,12 +49,8 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("stage1") / "synthetic"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(SCALE_PLANS, "small", PLAN)  # type: ignore[arg-type]
-        generate_synthetic(out, seed=0, scale="small")
-    return out
+def synthetic(stage1_synthetic: Path) -> Path:
+    return stage1_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +69,9 @@ def fields(synthetic: Path) -> list[Field]:
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic: Path) -> Stage1TrainingResult:
-    return train_stage1(read_dataset(synthetic / "DB_3"), epochs=15, seed=0)
+def trained(trained_stage1: Stage1TrainingResult) -> Stage1TrainingResult:
+    """The session's detector (tests/trained.py), trained once for the model and pipeline tests."""
+    return trained_stage1
 
 
 @pytest.fixture(scope="module")

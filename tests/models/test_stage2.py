@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.datasets.layout import DatasetIndex, read_dataset
-from papscreen.datasets.synthetic import generate_synthetic, render_cell_crop
+from papscreen.datasets.synthetic import generate_synthetic
 from papscreen.errors import CheckpointError, DatasetError, PretrainedWeightsMissingError
 from papscreen.imaging.image_io import read_rgb, write_rgb
 from papscreen.models import train_stage2 as train_stage2_module
@@ -151,21 +150,11 @@ def test_pretrained_auto_without_weights_says_where_to_put_them(
 
 # --- training on synthetic DB_4 -------------------------------------------------------------------------------------
 
-# The acceptance recipe, sized for two CPU cores: finetune a randomly initialised ResNet18 on the central 96 px
-# window at 64 px, flips and quarter turns only, on a synthetic DB_4 of 200 training and 50 validation crops per
-# class rendered at 96 px. Measured here: macro-F1 0.924 (seed 1), about 3 minutes on a shared 2-core CPU. The
-# generator's `small` set (50 training crops per class) is too small for 0.90 without ImageNet weights (0.86-0.89).
-ACCEPTANCE = {
-    "architecture": "resnet18",
-    "mode": "finetune",
-    "epochs": 12,
-    "patience": 12,
-    "input_size": 64,
-    "crop_size": 96,
-    "augment": "dihedral",
-    "lr": 3e-3,
-    "seed": 0,
-}
+# The acceptance recipe (tests/trained.py's STAGE2_RECIPE), sized for two CPU cores: finetune a randomly
+# initialised ResNet18 on the central 96 px window at 64 px, flips and quarter turns only, on a synthetic DB_4 of
+# 200 training and 50 validation crops per class rendered at 96 px. Measured here: macro-F1 0.92, about 3 minutes
+# on a shared 2-core CPU. The generator's `small` set (50 training crops per class) is too small for 0.90 without
+# ImageNet weights (0.86-0.89).
 ACCEPTANCE_F1 = 0.90
 LEARNS_F1 = 0.80
 FROZEN_QUICK = {"architecture": "resnet18", "mode": "frozen", "epochs": 6, "input_size": 32, "crop_size": 64}
@@ -189,20 +178,14 @@ def db4(tmp_path_factory: pytest.TempPathFactory) -> DatasetIndex:
 
 
 @pytest.fixture(scope="module")
-def acceptance_db4(tmp_path_factory: pytest.TempPathFactory) -> DatasetIndex:
-    """200 training and 50 validation synthetic crops per class, 96 px (the window the recipe uses)."""
-    root = tmp_path_factory.mktemp("acceptance")
-    for split, per_class, seed in (("train", 200, 1), ("validation", 50, 2)):
-        rng = np.random.default_rng(seed)
-        for label in BETHESDA_CLASSES:
-            for i in range(per_class):
-                write_rgb(root / split / label / f"{i:04d}.png", render_cell_crop(rng, label, 96))
-    return read_dataset(root)
+def acceptance_db4(stage2_acceptance_db4: DatasetIndex) -> DatasetIndex:
+    return stage2_acceptance_db4
 
 
 @pytest.fixture(scope="module")
-def trained(acceptance_db4: DatasetIndex) -> Stage2TrainingResult:
-    return train_stage2(acceptance_db4, **ACCEPTANCE)
+def trained(trained_stage2: Stage2TrainingResult) -> Stage2TrainingResult:
+    """The session's classifier (tests/trained.py), trained once for the model and pipeline tests."""
+    return trained_stage2
 
 
 def test_training_learns_the_classes(trained: Stage2TrainingResult) -> None:

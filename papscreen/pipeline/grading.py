@@ -1,0 +1,83 @@
+"""From graded cells to a slide's verdict: category, abnormal score and adequacy.
+
+The category is the highest grade with *confident support*: enough cells whose probability of that grade or a
+worse one reaches ``min_probability``. Summing "this grade or worse" makes support monotone (a confident SCC cell
+also supports HSIL and LSIL), so a slide whose worst cells are split between HSIL and SCC is still at least HSIL.
+The defaults (10 cells at 0.9 for LSIL and HSIL, 8 for SCC) suit a whole slide and a classifier that mistakes a
+few percent of normal cells; a lab sets them from its own validation slides (see the README). The abnormal score
+ranks the worklist: the mean suspicion (1 - p(NILM)) of the few most suspicious cells, so one
+confident abnormal cell raises a slide above many doubtful ones, as a screener's eye would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from papscreen.bethesda import BETHESDA_CLASSES
+from papscreen.config import GradingSettings
+from papscreen.pipeline.result import Adequacy, ScanKind
+
+__all__ = ["SlideGrade", "grade_slide"]
+
+
+@dataclass(frozen=True)
+class SlideGrade:
+    """The slide-level verdict computed from its cells (see :class:`~papscreen.pipeline.result.SlideSummary`)."""
+
+    category: str
+    grade_support: dict[str, int]
+    abnormal_score: float
+    adequacy: Adequacy
+    adequacy_reason: str
+
+
+def _at_least(probabilities: np.ndarray, classes: tuple[str, ...], grade: str) -> np.ndarray:
+    """Per cell, the probability of ``grade`` or a more severe class."""
+    severity = BETHESDA_CLASSES.index(grade)
+    worse = [
+        i for i, name in enumerate(classes) if name in BETHESDA_CLASSES and BETHESDA_CLASSES.index(name) >= severity
+    ]
+    return probabilities[:, worse].sum(axis=1) if worse else np.zeros(len(probabilities), np.float32)
+
+
+def grade_slide(
+    probabilities: np.ndarray, classes: tuple[str, ...], grading: GradingSettings, scan_kind: ScanKind
+) -> SlideGrade:
+    """The category, support per grade, abnormal score and adequacy of a scan from its cells' probabilities.
+
+    Args:
+        probabilities: (N, C) calibrated probabilities of every cell, columns in ``classes`` order.
+        classes: class names of the columns (Bethesda names; others are ignored for grading).
+        grading: thresholds.
+        scan_kind: ``field`` or ``slide``; each has its own adequacy threshold.
+
+    Examples:
+        >>> p = np.array([[0.02, 0.02, 0.92, 0.04]] * 12 + [[0.97, 0.01, 0.01, 0.01]] * 50, np.float32)
+        >>> g = grade_slide(p, ("NILM", "LSIL", "HSIL", "SCC"), GradingSettings(), "field")
+        >>> g.category, g.grade_support, g.adequacy
+        ('HSIL', {'LSIL': 12, 'HSIL': 12, 'SCC': 0}, 'satisfactory')
+        >>> grade_slide(p[:0], ("NILM", "LSIL", "HSIL", "SCC"), GradingSettings(), "field").adequacy
+        'unsatisfactory'
+    """
+    probabilities = np.asarray(probabilities, np.float32).reshape(-1, len(classes))
+    count = len(probabilities)
+    support: dict[str, int] = {}
+    category = "NILM"
+    for grade in ("LSIL", "HSIL", "SCC"):
+        support[grade] = int(np.sum(_at_least(probabilities, classes, grade) >= grading.min_probability))
+        needed = grading.min_cells.get(grade)
+        if needed is not None and support[grade] >= needed:
+            category = grade
+    if count:
+        suspicion = _at_least(probabilities, classes, "LSIL")
+        top = np.sort(suspicion)[::-1][: grading.abnormal_top_k]
+        abnormal_score = float(top.mean())
+    else:
+        abnormal_score = 0.0
+    needed_cells = grading.min_cells_field if scan_kind == "field" else grading.min_cells_slide
+    adequacy: Adequacy = "satisfactory" if count >= needed_cells else "unsatisfactory"
+    relation = "at least" if adequacy == "satisfactory" else "fewer than"
+    reason = f"{count} squamous cells found, {relation} the {needed_cells} a {scan_kind} needs"
+    return SlideGrade(category, support, abnormal_score, adequacy, reason)
