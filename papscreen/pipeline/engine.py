@@ -114,11 +114,15 @@ def _merge_seams(xy: np.ndarray, scores: np.ndarray, min_distance: float) -> np.
 
 @dataclass
 class _Gallery:
-    """The ``size`` most probable cells of each class, with crops, kept as the batches go by."""
+    """Per class, the ``size`` most suspicious cells with their crops, kept as the batches go by.
+
+    For an abnormal class the most suspicious are the most probable; for NILM they are the normal-looking cells
+    with the highest suspicion (1 - p(NILM)), the ones a screener would want to glance at again.
+    """
 
     classes: tuple[str, ...]
     size: int
-    heaps: dict[str, list[tuple[float, int, float, float, np.ndarray]]] = field(default_factory=dict)
+    heaps: dict[str, list[tuple[float, int, float, float, float, np.ndarray]]] = field(default_factory=dict)
 
     def offer(self, probabilities: np.ndarray, indices: np.ndarray, xy: np.ndarray, crops: np.ndarray) -> None:
         if self.size == 0 or len(probabilities) == 0:
@@ -126,18 +130,19 @@ class _Gallery:
         predicted = probabilities.argmax(axis=1)
         for k, cls_index in enumerate(predicted):
             label = self.classes[cls_index]
+            probability = float(probabilities[k, cls_index])
+            score = 1.0 - probability if label == "NILM" else probability
             heap = self.heaps.setdefault(label, [])
-            entry = (float(probabilities[k, cls_index]), -int(indices[k]), float(xy[k, 0]), float(xy[k, 1]), crops[k])
-            if len(heap) < self.size:
-                heapq.heappush(heap, (entry[0], entry[1], entry[2], entry[3], crops[k].copy()))
-            elif entry[:2] > heap[0][:2]:
-                heapq.heapreplace(heap, (entry[0], entry[1], entry[2], entry[3], crops[k].copy()))
+            key = (score, -int(indices[k]))
+            if len(heap) < self.size or key > heap[0][:2]:
+                entry = (score, -int(indices[k]), probability, float(xy[k, 0]), float(xy[k, 1]), crops[k].copy())
+                (heapq.heappush if len(heap) < self.size else heapq.heapreplace)(heap, entry)
 
     def cells(self) -> dict[str, list[GalleryCell]]:
         out: dict[str, list[GalleryCell]] = {}
         for label in self.classes:
             entries = sorted(self.heaps.get(label, []), key=lambda e: (-e[0], -e[1]))
-            out[label] = [GalleryCell(-neg, label, p, x, y, crop) for p, neg, x, y, crop in entries]
+            out[label] = [GalleryCell(-neg, label, p, x, y, crop, score) for score, neg, p, x, y, crop in entries]
         return out
 
 

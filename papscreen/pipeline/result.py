@@ -81,6 +81,8 @@ class GalleryCell:
         x: nucleus centre, level-0 pixels.
         y: nucleus centre, level-0 pixels.
         crop: the crop stage 2 saw, HxWx3 uint8.
+        suspicion_rank: what the gallery is sorted by (descending): the class probability for an abnormal class,
+            the suspicion 1 - p(NILM) for NILM (the normal-looking cells most worth a second look).
     """
 
     index: int
@@ -89,6 +91,7 @@ class GalleryCell:
     x: float
     y: float
     crop: np.ndarray
+    suspicion_rank: float
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ class SlideResult:
         source: the scan's path (or a name for an in-memory slide).
         cells: every cell found, graded.
         summary: the slide-level verdict.
-        gallery: per class (every class listed, possibly empty), its most suspicious cells, most probable first.
+        gallery: per class (every class listed, possibly empty), its most suspicious cells, most suspicious first.
         overlay: a thumbnail of the scan, HxWx3 uint8, with a box round each cell coloured by class.
         overlay_scale: overlay pixels per level-0 pixel.
     """

@@ -199,8 +199,10 @@ def test_gallery_overlay_and_progress(
     labels = result.cells.labels
     for name, cells in result.gallery.items():
         assert len(cells) == min(5, labels.count(name))
-        probabilities = [cell.probability for cell in cells]
-        assert probabilities == sorted(probabilities, reverse=True)
+        ranks = [cell.suspicion_rank for cell in cells]
+        assert ranks == sorted(ranks, reverse=True)
+        expected = [1 - c.probability if name == "NILM" else c.probability for c in cells]
+        assert ranks == pytest.approx(expected)
         for cell in cells:
             assert cell.label == labels[cell.index] == name
             assert cell.crop.shape == (models.stage2.crop_size, models.stage2.crop_size, 3)
