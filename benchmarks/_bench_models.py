@@ -17,8 +17,6 @@ runs).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -29,7 +27,7 @@ from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.datasets.layout import read_dataset
 from papscreen.datasets.synthetic import SCALE_PLANS, ScalePlan, generate_synthetic, render_cell_crop
 from papscreen.models.backbones import build_stage2_network
-from papscreen.models.device import resolve_device
+from papscreen.models.device import resolve_device, torch_threads
 from papscreen.models.stage2 import Stage2Classifier, stage2_card
 from papscreen.models.train_stage1 import train_stage1
 from papscreen.pipeline import ModelPair, load_model_pair, resolve_precision
@@ -43,17 +41,6 @@ STAGE2_ARCHITECTURE = "resnet50"
 _CALIBRATION_CROPS = 64
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Train on one thread: for a network this small two threads wait on each other (as in ``tests/trained.py``)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _train_stage1(folder: Path, workdir: Path) -> None:
     """Generate the small synthetic DB_3, train the default detector 15 epochs on it, save it to ``folder``."""
     data = workdir / "synthetic-db3"
@@ -64,7 +51,7 @@ def _train_stage1(folder: Path, workdir: Path) -> None:
         generate_synthetic(data, seed=0, scale="small", overwrite=True)
     finally:
         plans["small"] = before
-    with _one_torch_thread():
+    with torch_threads(1):
         result = train_stage1(read_dataset(data / "DB_3"), epochs=15, seed=0)
     result.detector.to_checkpoint(folder, result.metrics, result.dataset_fingerprint, result.training)
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from _bench_models import bench_models
 
-from papscreen.config import Settings
+from papscreen.config import BatchSettings, Settings
 from papscreen.datasets.synthetic import render_field
 from papscreen.imaging.crops import cut_crops
 from papscreen.imaging.image_io import write_rgb
@@ -60,7 +60,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed analyses per source (the median counts)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", help="stage-2 precision: auto, fp32, bf16 or int8")
-    parser.add_argument("--batch-size", type=int, default=32, help="the engine's stage-2 crops per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, help="stage-2 crops per forward pass (default: the setting: 32 CPU, 256 GPU)"
+    )
     parser.add_argument(
         "--batch-sizes", help=f"stage-2 batch sizes to sweep (default on a GPU: {GPU_BATCH_SIZES}; on a CPU: none)"
     )
@@ -164,7 +166,7 @@ def sweep(models: ModelPair, crops: np.ndarray, batch_sizes: list[int], repeats:
     busy = min(b for b, r in rates.items() if r >= BUSY_FRACTION * best)
     print(
         f"  best {best:.1f} crops/s (batch {max(rates, key=rates.__getitem__)}); the largest batch that keeps it "
-        f"busy: {busy} (the smallest within {1 - BUSY_FRACTION:.0%} of the best; settings.batch.stage2_inference)"
+        f"busy: {busy} (the smallest within {1 - BUSY_FRACTION:.0%} of the best; settings.batch.stage2_inference_gpu)"
     )
 
 
@@ -181,11 +183,12 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         f"field {rgb.shape[1]}x{rgb.shape[0]}, {len(field.cells)} squamous cells "
         f"({', '.join(f'{k} {v}' for k, v in COMPOSITION.items())}); PNG {png.stat().st_size / 10**6:.1f} MB"
     )
+    args.batch_size = args.batch_size or BatchSettings().stage2_for(device.type)
     settings = Settings(
         home=workdir / "home",
         device="cuda" if device.type == "cuda" else "cpu",
         analysis={"precision": args.precision},
-        batch={"stage2_inference": args.batch_size},
+        batch={"stage2_inference": args.batch_size, "stage2_inference_gpu": args.batch_size},
     )
     analyze(ArraySlideReader(rgb), models, settings)  # warm-up
     print(f"\nanalyze(), stage-2 batch {args.batch_size}, precision {models.stage2.precision}, {device}:")

@@ -61,7 +61,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stage2", type=Path, help="a saved stage-2 model folder (default: random ResNet50)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", help="stage-2 precision: auto, fp32, bf16 or int8")
-    parser.add_argument("--batch-size", type=int, default=32, help="stage-2 crops per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=0, help="stage-2 crops per forward pass (default: the setting for the device)"
+    )
+    parser.add_argument("--reader-threads", type=int, default=0, help="reader threads (default: the setting, auto)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--analyse", type=Path, help=argparse.SUPPRESS)  # the child's mode: analyse this slide
     return parser.parse_args()
@@ -95,8 +98,8 @@ def settings_for(args: argparse.Namespace, home: Path) -> Settings:
     return Settings(
         home=home,
         device=device,
-        analysis={"precision": args.precision},
-        batch={"stage2_inference": args.batch_size},
+        analysis={"precision": args.precision, "reader_threads": args.reader_threads},
+        batch={"stage2_inference": args.batch_size, "stage2_inference_gpu": args.batch_size} if args.batch_size else {},
     )
 
 
@@ -132,6 +135,7 @@ def run_child(args: argparse.Namespace, slide: Path, stage1: Path, stage2: Path)
     command = [sys.executable, str(Path(__file__).resolve()), "--analyse", str(slide)]
     command += ["--stage1", str(stage1), "--stage2", str(stage2), "--device", args.device]
     command += ["--precision", args.precision, "--batch-size", str(args.batch_size)]
+    command += ["--reader-threads", str(args.reader_threads)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

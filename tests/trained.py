@@ -9,25 +9,22 @@ other were measured many times slower for networks this small.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.datasets.layout import DatasetIndex, read_dataset
 from papscreen.datasets.synthetic import SCALE_PLANS, ScalePlan, generate_synthetic, render_cell_crop
 from papscreen.imaging.image_io import write_rgb
+from papscreen.models.device import torch_threads
 from papscreen.models.train_stage1 import Stage1TrainingResult, train_stage1
 from papscreen.models.train_stage2 import Stage2TrainingResult, train_stage2
 
 __all__ = [
     "STAGE1_PLAN",
     "STAGE2_RECIPE",
-    "one_torch_thread",
     "stage1_synthetic",
     "stage2_acceptance_db4",
     "trained_model_folders",
@@ -52,17 +49,6 @@ STAGE2_RECIPE = {
 """ResNet18 from random initialisation on 96 px crops: reaches the 0.90 macro-F1 bar in about three minutes."""
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def stage1_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic dataset (DB_3 of 400/100 patches per class, a token DB_4, four fields)."""
@@ -76,7 +62,7 @@ def stage1_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_stage1(stage1_synthetic: Path) -> Stage1TrainingResult:
     """The default stage-1 detector trained 15 epochs on ``stage1_synthetic``'s DB_3."""
-    with one_torch_thread():
+    with torch_threads(1):
         return train_stage1(read_dataset(stage1_synthetic / "DB_3"), epochs=15, seed=0)
 
 
@@ -95,7 +81,7 @@ def stage2_acceptance_db4(tmp_path_factory: pytest.TempPathFactory) -> DatasetIn
 @pytest.fixture(scope="session")
 def trained_stage2(stage2_acceptance_db4: DatasetIndex) -> Stage2TrainingResult:
     """The stage-2 classifier trained with ``STAGE2_RECIPE`` on ``stage2_acceptance_db4``."""
-    with one_torch_thread():
+    with torch_threads(1):
         return train_stage2(stage2_acceptance_db4, **STAGE2_RECIPE)
 
 

@@ -48,7 +48,7 @@ def analyze_image(
         rgb = read_rgb(image, max_pixels=settings.limits.max_image_pixels)
         found = detector.detect(rgb)
         crops = cut_crops(rgb, found.xy, classifier.crop_size)
-        probs = classifier.predict_proba(crops, batch_size=settings.batch.stage2_inference)
+        probs = classifier.predict_proba(crops, batch_size=settings.batch.stage2_for(torch_device.type))
     classes = list(classifier.classes)
     predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
     abnormal = [i for i, name in enumerate(classes) if name != "NILM"]

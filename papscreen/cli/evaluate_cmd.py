@@ -50,7 +50,8 @@ def evaluate(
             evaluation = evaluate_stage1(Stage1Detector.from_checkpoint(folder, torch_device), index, split)
         else:
             classifier = Stage2Classifier.from_checkpoint(folder, torch_device, precision=precision)
-            evaluation = evaluate_stage2(classifier, index, split, batch_size=settings.batch.stage2_inference)
+            batch_size = settings.batch.stage2_for(torch_device.type)
+            evaluation = evaluate_stage2(classifier, index, split, batch_size=batch_size)
         console.print(evaluation_table(evaluation, f"{card.stage} {card.name} on {dataset.name} ({split})"))
         if out is not None:
             written = write_evaluation(out, evaluation)

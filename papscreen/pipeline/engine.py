@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from papscreen.bethesda import BETHESDA_CLASSES
@@ -146,6 +147,30 @@ class _Gallery:
         return out
 
 
+class _CropBatch:
+    """One reusable batch of crops, filled block by block and emptied by each forward pass.
+
+    Page-locked on a GPU, so the copy to the device is asynchronous, and allocated once, so no batch allocates anew.
+    """
+
+    def __init__(self, size: int, crop: int, *, pinned: bool) -> None:
+        self.crops = torch.empty((size, crop, crop, 3), dtype=torch.uint8, pin_memory=pinned).numpy()
+        self.indices = np.empty(size, np.int64)
+        self.count = 0
+
+    @property
+    def full(self) -> bool:
+        return self.count == len(self.indices)
+
+    def fill(self, indices: np.ndarray, crops: np.ndarray) -> int:
+        """Add as many of the crops as fit; returns how many were taken."""
+        taken = min(len(indices), len(self.indices) - self.count)
+        self.crops[self.count : self.count + taken] = crops[:taken]
+        self.indices[self.count : self.count + taken] = indices[:taken]
+        self.count += taken
+        return taken
+
+
 def _crop_blocks(xy: np.ndarray, block_px: int) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
     """Cells grouped by the level-0 block holding them, blocks row by row: ((col, row), cell indices)."""
     if len(xy) == 0:
@@ -186,6 +211,7 @@ def analyze(
     kind = scan_kind(slide)
     width0, height0 = slide.dimensions
     read_clock = BusyClock()
+    readers = analysis.reader_threads_here()
     compute = {"stage1": 0.0, "stage2": 0.0}
 
     # Thumbnail first: it shows where the stained material is and becomes the overlay.
@@ -209,7 +235,7 @@ def analyze(
     found_xy: list[np.ndarray] = []
     found_scores: list[np.ndarray] = []
     for done, (tile, rgb) in enumerate(
-        read_ahead(read_clock.timed(read_tile), tiles, workers=analysis.reader_threads, depth=analysis.queue_depth),
+        read_ahead(read_clock.timed(read_tile), tiles, workers=readers, depth=analysis.queue_depth),
         start=1,
     ):
         tick = time.perf_counter()
@@ -233,7 +259,7 @@ def analyze(
     classes = stage2.classes
     probabilities = np.zeros((len(xy), len(classes)), np.float32)
     gallery = _Gallery(classes, analysis.gallery_size)
-    batch_size = settings.batch.stage2_inference
+    batch_size = settings.batch.stage2_for(models.device.type)
 
     def read_crops(job: tuple[tuple[int, int], np.ndarray]) -> np.ndarray:
         (col, row), indices = job
@@ -243,34 +269,33 @@ def analyze(
         region = slide.read_region((x0, y0), 0, (x1 - x0, y1 - y0))
         return cut_crops(region, xy[indices] - np.array([x0, y0]), crop)
 
-    pending_idx: list[np.ndarray] = []
-    pending_crops: list[np.ndarray] = []
+    batch = _CropBatch(batch_size, crop, pinned=models.device.type == "cuda")
     done_cells = 0
 
-    def classify(flush: bool) -> None:
-        nonlocal pending_idx, pending_crops, done_cells
-        while pending_crops and (flush or sum(len(c) for c in pending_crops) >= batch_size):
-            indices, crops = np.concatenate(pending_idx), np.concatenate(pending_crops)
-            take, rest = slice(0, batch_size), slice(batch_size, None)
-            tick = time.perf_counter()
-            probs = stage2.predict_proba(crops[take], batch_size=batch_size)
-            compute["stage2"] += time.perf_counter() - tick
-            probabilities[indices[take]] = probs
-            gallery.offer(probs, indices[take], xy[indices[take]], crops[take])
-            done_cells += len(probs)
-            pending_idx = [indices[rest]] if len(indices) > batch_size else []
-            pending_crops = [crops[rest]] if len(crops) > batch_size else []
-            if progress:
-                progress("stage2", done_cells, len(xy))
+    def classify() -> None:
+        nonlocal done_cells
+        indices, crops = batch.indices[: batch.count], batch.crops[: batch.count]
+        tick = time.perf_counter()
+        probs = stage2.predict_proba(crops, batch_size=batch_size)
+        compute["stage2"] += time.perf_counter() - tick
+        probabilities[indices] = probs
+        gallery.offer(probs, indices, xy[indices], crops)
+        done_cells += len(probs)
+        batch.count = 0
+        if progress:
+            progress("stage2", done_cells, len(xy))
 
     jobs = list(_crop_blocks(xy, analysis.crop_block_px))
     for (_, indices), crops in read_ahead(
-        read_clock.timed(read_crops), jobs, workers=analysis.reader_threads, depth=analysis.queue_depth
+        read_clock.timed(read_crops), jobs, workers=readers, depth=analysis.queue_depth
     ):
-        pending_idx.append(indices)
-        pending_crops.append(crops)
-        classify(flush=False)
-    classify(flush=True)
+        start = 0
+        while start < len(indices):
+            start += batch.fill(indices[start:], crops[start:])
+            if batch.full:
+                classify()
+    if batch.count:
+        classify()
 
     table = CellTable(xy, scores.astype(np.float32), probabilities, classes)
     grade = grade_slide(probabilities, classes, grading, kind)

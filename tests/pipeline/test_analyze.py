@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 from scipy.spatial import cKDTree
 
 from papscreen.config import Settings
@@ -22,6 +21,7 @@ from papscreen.datasets.synthetic import SlidePlan, render_field, write_syntheti
 from papscreen.errors import UnreadableRegionError
 from papscreen.imaging.crops import cut_crops
 from papscreen.imaging.slides import ArraySlideReader, OpenSlideReader, TiffReader, open_slide
+from papscreen.models.device import torch_threads
 from papscreen.models.train_stage1 import Stage1TrainingResult
 from papscreen.models.train_stage2 import Stage2TrainingResult
 from papscreen.pipeline import ModelPair, SlideResult, analyze
@@ -38,10 +38,8 @@ MIN_CELLS_SLIDE = 60
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
