@@ -42,6 +42,7 @@ from torch import nn
 from torchvision import transforms
 
 from papscreen.bethesda import BETHESDA_CLASSES
+from papscreen.datasets.layout import read_dataset
 from papscreen.datasets.synthetic import render_cell_crop
 from papscreen.models.backbones import build_stage2_network, split_feature_extractor
 from papscreen.models.device import bf16_supported, describe_machine
@@ -62,7 +63,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calibration-crops", type=int, default=64, help="training crops for int8 calibration")
     parser.add_argument("--val-crops", type=int, default=160, help="validation crops: timed and scored")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model", type=Path, help="a trained stage-2 model folder: timed and scored instead of the stand-in"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a DB_4 folder: validation crops timed and scored, training crops calibrate",
+    )
     return parser.parse_args()
+
+
+def dataset_crops(folder: Path, n_train: int, n_val: int, seed: int) -> tuple[list[Path], list[Path], np.ndarray]:
+    """Training paths (for calibration) and up to ``n_val`` validation paths with labels, drawn evenly at random."""
+    index = read_dataset(folder)
+    rng = np.random.default_rng(seed)
+    train = [index.splits["train"][i].path for i in rng.permutation(len(index.splits["train"]))[:n_train]]
+    val_samples = [index.splits["validation"][i] for i in rng.permutation(len(index.splits["validation"]))[:n_val]]
+    labels = np.array([BETHESDA_CLASSES.index(s.label) for s in val_samples])
+    return train, [s.path for s in val_samples], labels
 
 
 def write_crops(folder: Path, n: int, seed: int, crop_size: int) -> tuple[list[Path], np.ndarray]:
@@ -178,11 +197,22 @@ def main() -> int:
     )
     total_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="papscreen-stage2-bench-") as tmp:
-        train, train_labels = write_crops(Path(tmp) / "train", args.train_crops, args.seed, args.crop_size)
-        val, val_labels = write_crops(Path(tmp) / "val", args.val_crops, args.seed + 1, args.crop_size)
-        network = build_model(args, train, train_labels)
-        card = stage2_card(args.architecture, input_size=args.input_size, crop_size=args.crop_size)
-        print(f"setup (render crops, fit head): {time.perf_counter() - total_start:.0f} s")
+        if args.data is not None:
+            train, val, val_labels = dataset_crops(args.data, args.train_crops, args.val_crops, args.seed)
+        else:
+            train, train_labels = write_crops(Path(tmp) / "train", args.train_crops, args.seed, args.crop_size)
+            val, val_labels = write_crops(Path(tmp) / "val", args.val_crops, args.seed + 1, args.crop_size)
+        if args.model is not None:
+            trained = Stage2Classifier.from_checkpoint(args.model)
+            network, card = trained.network, trained.card
+            args.input_size, args.crop_size = card.input_size, trained.crop_size
+            if tuple(card.classes) != BETHESDA_CLASSES:
+                raise SystemExit(f"{args.model}: classes {card.classes}; this benchmark scores {BETHESDA_CLASSES}")
+            print(f"model: {args.model} ({card.architecture}, input {card.input_size} px, crop {trained.crop_size} px)")
+        else:
+            network = build_model(args, train, train_labels)
+            card = stage2_card(args.architecture, input_size=args.input_size, crop_size=args.crop_size)
+        print(f"setup (crops, model): {time.perf_counter() - total_start:.0f} s")
 
         n_base = min(args.baseline_crops, len(val))
         original_loop(network, val[:2], args.input_size)  # warm-up

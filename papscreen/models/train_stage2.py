@@ -19,6 +19,7 @@ generator inside :func:`torch.random.fork_rng`, so nothing outside the call chan
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -137,10 +138,17 @@ def _validation_row(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Te
     }
 
 
-def _logits_of(model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on ``device`` when asked for (weights, gradients and the optimizer stay fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def _logits_of(
+    model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device, bf16: bool = False
+) -> torch.Tensor:
     model.eval()
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(device, bf16):
         for start in range(0, len(inputs), batch_size):
             x = inputs[start : start + batch_size].to(device)
             if x.ndim == 4:
@@ -156,6 +164,7 @@ def _train_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loss_fn: nn.Module,
     device: torch.device,
+    bf16: bool = False,
 ) -> float:
     """One pass in training mode; returns the mean loss per sample."""
     model.train()
@@ -166,7 +175,8 @@ def _train_epoch(
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels.to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        with _autocast(device, bf16):
+            loss = loss_fn(model(x).float(), y)
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -202,6 +212,7 @@ def train_stage2(
     balance: Balance = "loss",
     augment: Augmentation = "full",
     bf16_features: bool = False,
+    bf16: bool = False,
     feature_views: int = 1,
     feature_cache: Path | None = None,
 ) -> Stage2TrainingResult:
@@ -231,6 +242,9 @@ def train_stage2(
         augment: finetune mode: ``full`` (flips, rotation, scale, blur, colour and stain jitter), ``dihedral``
             (flips and quarter turns only: cheap, for short CPU runs) or ``none``.
         bf16_features: frozen mode: compute the features under bfloat16 autocast (faster on recent CPUs).
+        bf16: train and validate under bfloat16 autocast (weights, gradients and optimizer stay fp32): about 2.5x
+            faster for a ResNet50 on a CPU with AMX, and on GPUs; slower where bf16 is emulated. Implies
+            ``bf16_features`` in frozen mode.
         feature_views: frozen mode: features of this many views of each training crop (the first plain, the others
             augmented); gives the head augmentation at the cost of one backbone pass per view.
         feature_cache: frozen mode: a folder keeping features between runs (keyed by dataset fingerprint,
@@ -308,7 +322,7 @@ def train_stage2(
                 val_images,
                 normalise,
                 device=device,
-                bf16=bf16_features,
+                bf16=bf16_features or bf16,
                 views=feature_views,
                 cache=FeatureCache(feature_cache) if feature_cache is not None else None,
                 cache_parts={
@@ -317,7 +331,7 @@ def train_stage2(
                     "weights": state_dict_sha256(extractor) if feature_cache is not None else None,
                     "crop_size": crop_size,
                     "input_size": input_size,
-                    "bf16": bf16_features,
+                    "bf16": bf16_features or bf16,
                     "views": feature_views,
                     "seed": seed if feature_views > 1 else None,
                 },
@@ -361,8 +375,8 @@ def train_stage2(
         for epoch in range(1, epochs + 1):
             tick = time.perf_counter()
             lr_now = optimizer.param_groups[0]["lr"]
-            train_loss = _train_epoch(trained, batches(), optimizer, scheduler, loss_fn, device)
-            val_logits = _logits_of(trained, val_inputs, max(batch_size, 64), device)
+            train_loss = _train_epoch(trained, batches(), optimizer, scheduler, loss_fn, device, bf16)
+            val_logits = _logits_of(trained, val_inputs, max(batch_size, 64), device, bf16)
             row = {"epoch": float(epoch), "lr": lr_now, "train_loss": train_loss}
             row |= _validation_row(val_logits, val_labels, weight)
             row["seconds"] = time.perf_counter() - tick
@@ -377,7 +391,7 @@ def train_stage2(
                 if stale >= patience:
                     break
     trained.load_state_dict(best_state)
-    val_logits = _logits_of(trained, val_inputs, max(batch_size, 64), device)
+    val_logits = _logits_of(trained, val_inputs, max(batch_size, 64), device, bf16)
     network = network.cpu().eval().to(memory_format=torch.contiguous_format)
     temperature = fit_temperature(val_logits, val_labels)
     probs = apply_temperature(val_logits, temperature).numpy()
@@ -396,6 +410,7 @@ def train_stage2(
         "patience": patience,
         "seed": seed,
         "balance": balance,
+        "bf16": bf16,
         "augment": augment if mode == "finetune" else "none",
         "feature_views": feature_views if mode == "frozen" else None,
         "bf16_features": bf16_features if mode == "frozen" else None,

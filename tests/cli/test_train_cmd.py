@@ -118,13 +118,25 @@ def test_train_refuses_an_unmigrated_database_before_training(
 def test_train_stage2_then_analyze_image(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAPSCREEN_MODELS_DIR", str(tmp_path / "models"))
     cli = CliRunner()
-    args = ["--arch", "resnet18", "--mode", "finetune", "--epochs", "1", "--input-size", "32", "--no-register"]
+    args = [
+        "--arch",
+        "resnet18",
+        "--mode",
+        "finetune",
+        "--epochs",
+        "1",
+        "--input-size",
+        "32",
+        "--no-register",
+        "--bf16",
+    ]
     result = cli.invoke(app, ["train", "stage2", str(tiny_data / "DB_4"), *args])
     assert result.exit_code == 0, result.output
     assert "not registered" in result.output
     (stage2,) = _model_folders(tmp_path, "stage2")
     classifier = Stage2Classifier.from_checkpoint(stage2)
     assert (classifier.crop_size, classifier.input_size) == (48, 32)
+    assert classifier.card.training["bf16"] is True
     assert (stage2 / "metrics.json").is_file()
 
     stage1_args = ["--epochs", "6", "--batch-size", "4", "--lr", "0.01", "--no-register"]

@@ -282,3 +282,14 @@ def test_training_refuses_a_db3(tmp_path: Path) -> None:
             write_rgb(tmp_path / split / label / "a.png", np.zeros((20, 20, 3), np.uint8))
     with pytest.raises(DatasetError, match="DB_4"):
         train_stage2(read_dataset(tmp_path), architecture="resnet18", mode="finetune")
+
+
+def test_bf16_finetuning_trains_and_is_recorded(db4: DatasetIndex) -> None:
+    """bfloat16 autocast (for GPUs and AMX CPUs) runs the same recipe; the card says it was used."""
+    result = train_stage2(
+        db4, architecture="resnet18", mode="finetune", epochs=1, input_size=32, crop_size=64, bf16=True, seed=0
+    )
+    assert result.training["bf16"] is True
+    assert len(result.history) == 1
+    assert np.isfinite(result.history[0]["train_loss"])
+    assert result.classifier.network.conv1.weight.dtype == torch.float32  # weights stay fp32
