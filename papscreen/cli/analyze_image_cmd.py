@@ -1,7 +1,8 @@
 """``papscreen analyze-image IMAGE``: both stages on one field image; the cells found and the per-class counts.
 
-A quick check of a model pair on a single field of view (a few megapixels, read whole). Whole-slide scans go
-through ``papscreen analyze`` and the slide engine, which tiles and bounds memory.
+A quick check of a model pair on a single field of view (a few megapixels, read whole), printed as a table. It
+runs the slide engine (:func:`papscreen.pipeline.analyze`), as ``papscreen analyze`` does, without writing its
+exports.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from rich.table import Table
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.cli.common import console, err_console, fail_cleanly, settings_from
 from papscreen.cli.model_refs import MODEL_REF_HELP, resolve_model_ref
-from papscreen.imaging.crops import cut_crops
 from papscreen.imaging.image_io import read_rgb
-from papscreen.models.device import resolve_device
-from papscreen.models.stage1 import Stage1Detector
-from papscreen.models.stage2 import Stage2Classifier
+from papscreen.imaging.slides import ArraySlideReader
+from papscreen.pipeline import analyze, load_model_pair
 
 __all__ = ["app"]
 
@@ -42,19 +41,18 @@ def analyze_image(
     """Find the cells of one field image, grade each, and print them with the per-class counts."""
     settings = settings_from(ctx)
     with fail_cleanly():
-        torch_device = resolve_device(device or settings.device)
-        detector = Stage1Detector.from_checkpoint(resolve_model_ref(ctx, stage1), torch_device)
-        classifier = Stage2Classifier.from_checkpoint(resolve_model_ref(ctx, stage2), torch_device, precision=precision)
+        models = load_model_pair(
+            resolve_model_ref(ctx, stage1),
+            resolve_model_ref(ctx, stage2),
+            device=device or settings.device,
+            precision=precision,
+        )
         rgb = read_rgb(image, max_pixels=settings.limits.max_image_pixels)
-        found = detector.detect(rgb)
-        crops = cut_crops(rgb, found.xy, classifier.crop_size)
-        probs = classifier.predict_proba(crops, batch_size=settings.batch.stage2_for(torch_device.type))
-    classes = list(classifier.classes)
-    predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
-    abnormal = [i for i, name in enumerate(classes) if name != "NILM"]
-    suspicion = probs[:, abnormal].sum(axis=1) if len(probs) else np.zeros(0)
-    order = np.argsort(-suspicion, kind="stable")
-    err_console.print(f"{image.name}: {rgb.shape[1]}x{rgb.shape[0]} px, {len(found)} cells found")
+        cells = analyze(ArraySlideReader(rgb, path=image), models, settings).cells
+    classes = list(cells.classes)
+    predicted = cells.predicted
+    order = np.argsort(-cells.suspicion, kind="stable")
+    err_console.print(f"{image.name}: {rgb.shape[1]}x{rgb.shape[0]} px, {len(cells)} cells found")
 
     table = Table(title=f"cells of {image.name}, most suspicious first")
     for column in ("#", "x", "y", "cell score", "class", *(f"p({c})" for c in classes)):
@@ -62,28 +60,29 @@ def analyze_image(
     for rank, i in enumerate(order[:rows], start=1):
         table.add_row(
             str(rank),
-            f"{found.xy[i, 0]:.0f}",
-            f"{found.xy[i, 1]:.0f}",
-            f"{found.scores[i]:.2f}",
+            f"{cells.xy[i, 0]:.0f}",
+            f"{cells.xy[i, 1]:.0f}",
+            f"{cells.detection_scores[i]:.2f}",
             classes[predicted[i]],
-            *(f"{p:.3f}" for p in probs[i]),
+            *(f"{p:.3f}" for p in cells.probabilities[i]),
         )
-    if rows and len(found):
+    if rows and len(cells):
         console.print(table)
     counts = Table(title="cells per class")
     ordered = [c for c in BETHESDA_CLASSES if c in classes] + [c for c in classes if c not in BETHESDA_CLASSES]
     for name in (*ordered, "total"):
         counts.add_column(name, justify="right")
     tally = np.bincount(predicted, minlength=len(classes))
-    counts.add_row(*(str(tally[classes.index(c)]) for c in ordered), str(len(found)))
+    counts.add_row(*(str(tally[classes.index(c)]) for c in ordered), str(len(cells)))
     console.print(counts)
     if csv_out is not None:
         with csv_out.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["x", "y", "cell_score", "class", *(f"p_{c}" for c in classes)])
-            for i in range(len(found)):
+            for i in range(len(cells)):
                 writer.writerow(
-                    [f"{found.xy[i, 0]:.1f}", f"{found.xy[i, 1]:.1f}", f"{found.scores[i]:.4f}", classes[predicted[i]]]
-                    + [f"{p:.5f}" for p in probs[i]]
+                    [f"{cells.xy[i, 0]:.1f}", f"{cells.xy[i, 1]:.1f}", f"{cells.detection_scores[i]:.4f}"]
+                    + [classes[predicted[i]]]
+                    + [f"{p:.5f}" for p in cells.probabilities[i]]
                 )
-        console.print(f"wrote {len(found)} cells to {csv_out}")
+        console.print(f"wrote {len(cells)} cells to {csv_out}")

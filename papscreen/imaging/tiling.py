@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = ["Tile", "tile_grid"]
 
 
@@ -35,9 +37,10 @@ class Tile:
         """(width, height) of the region read."""
         return (self.read[2] - self.read[0], self.read[3] - self.read[1])
 
-    def in_core(self, x: float, y: float) -> bool:
-        """Whether an image position (pixel centres at integers) falls in this tile's core."""
-        return self.core[0] - 0.5 <= x < self.core[2] - 0.5 and self.core[1] - 0.5 <= y < self.core[3] - 0.5
+    def in_core(self, x: float | np.ndarray, y: float | np.ndarray) -> bool | np.ndarray:
+        """Whether image positions (pixel centres at integers) fall in this tile's core; arrays give a mask."""
+        x0, y0, x1, y1 = (edge - 0.5 for edge in self.core)
+        return (x0 <= x) & (x < x1) & (y0 <= y) & (y < y1)
 
 
 def tile_grid(width: int, height: int, tile_px: int, margin_px: int, align: int = 1) -> list[Tile]:

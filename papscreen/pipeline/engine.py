@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.config import Settings
+from papscreen.datasets.conventions import STAGE1_INPUT_PX
 from papscreen.imaging.crops import cut_crops
 from papscreen.imaging.mosaic import gallery_mosaic
 from papscreen.imaging.overlays import add_legend, draw_cell_boxes
@@ -44,8 +45,6 @@ ProgressCallback = Callable[[str, int, int], None]
 
 FIELD_MAX_PIXELS = 64_000_000
 """A single-level image up to this many pixels is a field of view; anything larger, or pyramidal, is a slide."""
-
-_STAGE1_INPUT_PX = 20
 
 
 def scan_kind(slide: SlideReader) -> ScanKind:
@@ -83,7 +82,7 @@ def _plan_stage1(slide: SlideReader, stage1: Stage1Detector, tile_px: int) -> _S
             smoothing_sigma_px=config.smoothing_sigma_px / downsample,
         )
     scale = detector.config.working_scale
-    window = _STAGE1_INPUT_PX / scale
+    window = STAGE1_INPUT_PX / scale
     margin = math.ceil(2 * window + detector.config.min_distance_px + 4 * detector.config.smoothing_sigma_px)
     step = config.map_stride / scale
     align = round(step) if abs(step - round(step)) < 1e-6 else 1
@@ -241,7 +240,7 @@ def analyze(
         tick = time.perf_counter()
         cells = plan.detector.detect(rgb, region_offset=(float(tile.read[0]), float(tile.read[1])))
         compute["stage1"] += time.perf_counter() - tick
-        inside = np.array([tile.in_core(x, y) for x, y in cells.xy], bool).reshape(-1)
+        inside = tile.in_core(cells.xy[:, 0], cells.xy[:, 1])
         # Level pixel centres sit at integers: level position u covers level-0 pixels u*s .. (u+1)*s.
         found_xy.append((cells.xy[inside] + 0.5) * np.array([sx, sy]) - 0.5)
         found_scores.append(cells.scores[inside])

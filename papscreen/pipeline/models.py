@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from papscreen.errors import ConfigError
 from papscreen.models.device import bf16_supported, resolve_device
 from papscreen.models.stage1 import Stage1Detector
 from papscreen.models.stage2 import Precision, Stage2Classifier
@@ -52,7 +53,7 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     and changes the numbers slightly, so a lab opts in.
 
     Raises:
-        ValueError: an unknown precision, or int8 on a GPU.
+        ConfigError: an unknown precision, or int8 on a GPU.
 
     Examples:
         >>> resolve_precision("fp32", torch.device("cpu"))
@@ -63,9 +64,9 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if precision not in ("fp32", "bf16", "int8"):
-        raise ValueError(f"precision must be auto, fp32, bf16 or int8, not {precision!r}")
+        raise ConfigError(f"precision must be auto, fp32, bf16 or int8, not {precision!r}")
     if precision == "int8" and device.type != "cpu":
-        raise ValueError(f"int8 runs on the CPU only; use auto, fp32 or bf16 on {device}")
+        raise ConfigError(f"int8 runs on the CPU only; use auto, fp32 or bf16 on {device}")
     return precision  # type: ignore[return-value]
 
 
