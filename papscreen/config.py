@@ -32,8 +32,11 @@ __all__ = [
     "IntakeSettings",
     "LabelSettings",
     "LimitSettings",
+    "OrchestrationSettings",
+    "RetrainSettings",
     "ScheduleSettings",
     "Settings",
+    "ValidationSettings",
     "load_settings",
 ]
 
@@ -95,6 +98,79 @@ class IntakeSettings(BaseModel):
     recursive: bool = Field(True, description="Look into sub-folders of the intake folder.")
     settle_seconds: float = Field(
         5.0, ge=0, description="A file has arrived when its size and mtime stayed the same this long."
+    )
+
+
+class OrchestrationSettings(BaseModel):
+    """How the Prefect flows run: where analyses go, how transient failures are retried, leases, ports."""
+
+    dispatch: Literal["inline", "deployment"] = Field(
+        "inline",
+        description="inline: the intake analyses what it ingested in its own process (one host); deployment: it "
+        "starts the analyze-slide deployment with run_deployment, so every worker of the work pool shares the load.",
+    )
+    analyze_deployment: str = Field(
+        "analyze-slide/analyze-slide", description="FLOW/DEPLOYMENT that run_deployment starts in deployment mode."
+    )
+    compute_limit: str = Field(
+        "gpu", description="Global concurrency limit every analysis holds a slot of (one GPU is never shared)."
+    )
+    compute_slots: int = Field(1, ge=1, description="Slots of the compute limit (analyses at once, per GPU).")
+    task_retries: int = Field(4, ge=0, le=20, description="Retries of a task after a transient failure.")
+    retry_delays_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 15.0, 45.0, 120.0],
+        description="Back-off between retries (the last repeats); transient: database unreachable, CUDA memory.",
+    )
+    lease_seconds: float = Field(
+        600.0, ge=5, description="An analysis renews its slide's lease; a slide whose lease ran out is queued again."
+    )
+    intake_batch: int = Field(100, ge=1, description="Most files one intake pass ingests (the rest wait a pass).")
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server `up` starts.")
+    dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of the dashboard `up` starts.")
+
+    def retry_delays(self) -> list[float]:
+        """One delay per retry (the last configured delay repeats).
+
+        Examples:
+            >>> OrchestrationSettings(task_retries=3, retry_delays_seconds=[1, 2]).retry_delays()
+            [1.0, 2.0, 2.0]
+        """
+        delays = [float(d) for d in self.retry_delays_seconds] or [0.0]
+        return [delays[min(i, len(delays) - 1)] for i in range(self.task_retries)]
+
+
+class RetrainSettings(BaseModel):
+    """What the nightly retraining trains, and the gate a challenger must pass to become champion."""
+
+    stage1_architecture: str = Field("cnn20plus", description="Stage-1 network (cnn20plus or cnn20).")
+    stage1_epochs: int = Field(30, ge=1, description="Most stage-1 epochs (early stopping may end sooner).")
+    stage2_architecture: str = Field("resnet50", description="Stage-2 backbone (resnet50, resnet18, mobilenet...).")
+    stage2_mode: Literal["frozen", "finetune"] = Field("frozen", description="Head on cached features, or all.")
+    stage2_epochs: int = Field(100, ge=1, description="Most stage-2 epochs (early stopping may end sooner).")
+    stage2_input_size: int = Field(160, ge=32, le=512, description="Side the stage-2 crops are resized to.")
+    stage2_crop_size: int | None = Field(None, ge=16, description="Crop window, px (None: the dataset's).")
+    stage2_pretrained: str | None = Field(
+        None, description="ImageNet weights: a file, 'auto' (torch hub cache, never a download) or None (random)."
+    )
+    seed: int = Field(0, description="Seeds initialisation, sampling and augmentation.")
+    include_reviewed_cells: bool = Field(True, description="Add reviewer-corrected cells to stage 2's training set.")
+    max_sensitivity_drop: float = Field(
+        0.02, ge=0, le=1, description="Most HSIL and SCC sensitivity a challenger may lose against the champion."
+    )
+    stale_run_hours: float = Field(
+        12.0, gt=0, description="A run still 'running' after this long is taken as crashed (it no longer blocks)."
+    )
+
+
+class ValidationSettings(BaseModel):
+    """The nightly re-evaluation of the champions and the drift check."""
+
+    reference_dir: Path | None = Field(
+        None, description="Fixed reference set (a DB_4 folder) scored every night (default: DATA_DIR/reference)."
+    )
+    drift_window_slides: int = Field(50, ge=1, description="Recent analysed slides compared with validation.")
+    drift_threshold: float = Field(
+        0.2, gt=0, description="Population stability index above which a distribution counts as drifted."
     )
 
 
@@ -198,6 +274,9 @@ class Settings(BaseSettings):
     quarantine_dir: Path | None = Field(None, description="Where bad files go (default: HOME/quarantine).")
     models_dir: Path | None = Field(None, description="Model weights and cards (default: HOME/models).")
     data_dir: Path | None = Field(None, description="Training data, DB_3 and DB_4 (default: HOME/data).")
+    results_dir: Path | None = Field(
+        None, description="Overlays, galleries and exports of each analysis (default: HOME/results)."
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL (default: SQLite file HOME/papscreen.db); postgresql+psycopg2://..."
     )
@@ -209,6 +288,9 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     grading: GradingSettings = Field(default_factory=GradingSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -231,9 +313,14 @@ class Settings(BaseSettings):
             ("quarantine_dir", "quarantine"),
             ("models_dir", "models"),
             ("data_dir", "data"),
+            ("results_dir", "results"),
         ):
             value = getattr(self, name)
             setattr(self, name, (self.home / default) if value is None else value.expanduser().resolve())
+        reference = self.validation.reference_dir
+        self.validation.reference_dir = (
+            self.data_dir / "reference" if reference is None else reference.expanduser().resolve()  # type: ignore[operator]
+        )
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.home / 'papscreen.db'}"
         try:
@@ -251,6 +338,7 @@ class Settings(BaseSettings):
             "quarantine_dir": self.quarantine_dir,
             "models_dir": self.models_dir,
             "data_dir": self.data_dir,
+            "results_dir": self.results_dir,
         }  # type: ignore[return-value]
 
     def ensure_folders(self) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL
+from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
@@ -132,6 +134,17 @@ def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> It
     yield db
     db.dispose()
     _drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real Prefect API (a temporary server on its own SQLite file) for the whole session; yields its URL.
+
+    Entering the harness costs about 12 s, so it is entered once; flows run in tests and in child processes
+    (given ``PREFECT_API_URL``) report to it.
+    """
+    with prefect_test_harness(server_startup_timeout=90):
+        yield str(PREFECT_API_URL.value())
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -17,9 +17,10 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"imaging", "datasets"},
     "pipeline": {"imaging", "datasets", "models"},
     "db": set(),
-    "tasks": {"imaging", "datasets", "models", "pipeline", "db"},
-    "flows": {"imaging", "datasets", "models", "pipeline", "db", "tasks"},
-    "cli": {"imaging", "datasets", "models", "pipeline", "db", "tasks", "flows", "cli", "dashboard"},
+    "intake": {"imaging", "datasets"},
+    "tasks": {"imaging", "datasets", "models", "pipeline", "db", "intake"},
+    "flows": {"imaging", "datasets", "models", "pipeline", "db", "intake", "tasks"},
+    "cli": {"imaging", "datasets", "models", "pipeline", "db", "intake", "tasks", "flows", "cli", "dashboard"},
     "dashboard": {"imaging", "datasets", "models", "pipeline", "db", "dashboard"},
 }
 

@@ -11,7 +11,11 @@ Tables:
 * ``cells``: the cells an analysis found and graded, with a reviewer's correction when there is one.
 * ``model_versions``: the registry; at most one champion per stage (a partial unique index).
 * ``training_runs``: every (re)training, its parameters, history, metrics, decision and reason.
+* ``validation_runs``: each re-evaluation of the champions (validation and reference sets) and its drift check.
 * ``audit_log``: append-only; the migration adds triggers that refuse UPDATE and DELETE.
+
+A slide being analysed carries a lease (``lease_owner``: host and process, ``lease_expires_at``) that the
+analysis renews; a slide whose lease ran out, or whose owner process on this host is gone, is queued again.
 
 Schema changes go through Alembic (``papscreen db upgrade``); ``alembic check`` must stay clean.
 """
@@ -42,6 +46,7 @@ __all__ = [
     "SlideStatus",
     "TrainingRun",
     "TrainingStatus",
+    "ValidationRun",
     "utcnow",
 ]
 
@@ -219,6 +224,9 @@ class Slide(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     reviewed_at: Mapped[datetime | None]
     reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     duplicate_of: Mapped[Slide | None] = relationship(remote_side=[id])
     stage1_model: Mapped[ModelVersion | None] = relationship(foreign_keys=[stage1_model_id])
@@ -318,6 +326,22 @@ class TrainingRun(Base):
 
     model_version: Mapped[ModelVersion | None] = relationship(foreign_keys=[model_version_id])
     baseline_model_version: Mapped[ModelVersion | None] = relationship(foreign_keys=[baseline_model_version_id])
+
+
+class ValidationRun(Base):
+    """One re-evaluation of the champions: metrics per dataset, and whether the recent slides drifted."""
+
+    __tablename__ = "validation_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    stage1_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    stage2_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    drift: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    drift_flagged: Mapped[bool] = mapped_column(default=False)
+    notes: Mapped[str | None] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditEvent(Base):
