@@ -15,6 +15,7 @@ from papscreen.cli import (
     analyze_cmd,
     analyze_image_cmd,
     config_cmd,
+    dashboard_cmd,
     dataset_cmd,
     db_cmd,
     demo_cmd,
@@ -59,6 +60,7 @@ app.add_typer(evaluate_cmd.app)
 app.add_typer(analyze_cmd.app)
 app.add_typer(analyze_image_cmd.app)
 app.add_typer(legacy_cmd.app)
+app.add_typer(dashboard_cmd.app)
 
 
 def main() -> None:
