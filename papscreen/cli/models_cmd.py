@@ -11,30 +11,14 @@ from rich.table import Table
 from papscreen.cli.common import console, err_console, fail_cleanly, open_database
 from papscreen.db import queries
 from papscreen.db.database import Database
-from papscreen.db.schema import ModelStage, ModelVersion
+from papscreen.db.schema import ModelStage
 from papscreen.models.card import ModelCard
-from papscreen.models.checkpoints import load_weights, resolve_card_path
+from papscreen.models.checkpoints import load_weights
+from papscreen.tasks.registry import register_saved_model
 
 app = typer.Typer(no_args_is_help=True, help="List, register and promote models.")
 
 KEY_METRICS = ("macro_f1", "accuracy", "f1", "recall", "ece")
-
-
-def register_saved_model(database: Database, folder: Path, card: ModelCard, *, actor: str) -> ModelVersion:
-    """Register a saved model folder as a candidate (the first of its stage becomes champion)."""
-    with database.session() as session:
-        return queries.register_model_version(
-            session,
-            stage=ModelStage(card.stage),
-            name=card.name or folder.name,
-            architecture=card.architecture,
-            file_path=str(resolve_card_path(folder).parent.resolve()),
-            sha256=card.weights_sha256,
-            dataset_fingerprint=card.dataset_fingerprint,
-            metrics=card.metrics,
-            card=card.model_dump(mode="json"),
-            actor=actor,
-        )
 
 
 def announce_saved_model(database: Database | None, folder: Path, card: ModelCard, *, actor: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +11,13 @@ from sqlalchemy.orm import Session
 
 from papscreen.db.schema import Decision, ModelStage, TrainingRun, TrainingStatus, utcnow
 
-__all__ = ["finish_training_run", "last_training_run", "list_training_runs", "start_training_run"]
+__all__ = [
+    "finish_training_run",
+    "last_training_run",
+    "list_training_runs",
+    "running_training_run",
+    "start_training_run",
+]
 
 
 def start_training_run(
@@ -84,3 +91,30 @@ def list_training_runs(session: Session, stage: ModelStage | None = None, limit:
     if stage is not None:
         query = query.where(TrainingRun.stage == stage)
     return session.scalars(query).all()
+
+
+def running_training_run(session: Session, stage: ModelStage, *, newer_than: datetime) -> TrainingRun | None:
+    """The newest run of a stage still ``running`` that started after ``newer_than``, if any.
+
+    Retraining must never overlap itself; a run older than ``newer_than`` that is still ``running`` is taken as
+    crashed (its process died without closing it) and no longer blocks.
+
+    Examples:
+        >>> from datetime import timedelta
+        >>> from papscreen.db.testing import memory_database
+        >>> with memory_database().session() as s:
+        ...     run = start_training_run(s, stage=ModelStage.STAGE2, parameters={})
+        ...     hour_ago = utcnow() - timedelta(hours=1)
+        ...     running_training_run(s, ModelStage.STAGE2, newer_than=hour_ago) is run
+        True
+    """
+    return session.scalars(
+        select(TrainingRun)
+        .where(
+            TrainingRun.stage == stage,
+            TrainingRun.status == TrainingStatus.RUNNING,
+            TrainingRun.started_at > newer_than,
+        )
+        .order_by(TrainingRun.id.desc())
+        .limit(1)
+    ).first()
