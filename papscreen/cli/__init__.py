@@ -22,6 +22,7 @@ from papscreen.cli import (
     evaluate_cmd,
     legacy_cmd,
     models_cmd,
+    retrain_cmd,
     synth_cmd,
     train_cmd,
 )
@@ -60,6 +61,7 @@ app.add_typer(evaluate_cmd.app)
 app.add_typer(analyze_cmd.app)
 app.add_typer(analyze_image_cmd.app)
 app.add_typer(legacy_cmd.app)
+app.add_typer(retrain_cmd.app)
 app.add_typer(dashboard_cmd.app)
 
 
