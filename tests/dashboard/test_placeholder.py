@@ -175,12 +175,15 @@ def _health(port: int) -> str | None:
         return None
 
 
-def _wait_until(condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes] | None = None) -> None:
+def _wait_until(
+    condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> None:
     """Poll ``condition`` until it holds; fail at the deadline, or at once if ``process`` exits meanwhile."""
     deadline = time.monotonic() + SERVE_DEADLINE_S
     while not condition():
         if process is not None and process.poll() is not None:
-            pytest.fail(f"the dashboard exited with code {process.returncode} before {what}")
+            output = log.read_text() if log is not None else ""
+            pytest.fail(f"the dashboard exited with code {process.returncode} before {what}:\n{output}")
         if time.monotonic() > deadline:
             pytest.fail(f"the dashboard was not {what} within {SERVE_DEADLINE_S:.0f} s")
         time.sleep(POLL_S)  # polling interval of a condition with a deadline, not a fixed wait
@@ -203,21 +206,24 @@ def test_dashboard_serves_and_stops() -> None:
 
 
 @pytest.mark.slow
-def test_cli_dashboard_runs_in_the_foreground_and_ctrl_c_exits_cleanly() -> None:
+def test_cli_dashboard_runs_in_the_foreground_and_ctrl_c_exits_cleanly(tmp_path: Path) -> None:
     port = _free_port()
+    log = tmp_path / "dashboard.log"
     command = [sys.executable, "-c", "from papscreen.cli import main; main()", "dashboard", "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_until(lambda: _health(port) == "ok", "serving", process)
+        _wait_until(lambda: _health(port) == "ok", "serving", process, log)
         process.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground command
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    assert process.returncode == 0, output.decode()
-    assert f"http://localhost:{port}" in output.decode()
-    assert "dashboard stopped" in output.decode()
+    output = log.read_text()
+    assert process.returncode == 0, output
+    assert f"http://localhost:{port}" in output
+    assert "dashboard stopped" in output
     _wait_until(lambda: _health(port) is None, "stopped")
