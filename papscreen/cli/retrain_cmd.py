@@ -54,8 +54,9 @@ def retrain(
         pass
     state = retrain_flow(config=_config(ctx), stages=stages, force=force, return_state=True)
     table = Table(title="retraining")
-    for column in ("stage", "run", "status", "decision", "model", "challenger macro-F1", "champion macro-F1", "reason"):
-        table.add_column(column, overflow="fold")
+    for column in ("stage", "run", "status", "decision", "model", "new F1", "champion F1"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
     with open_database(ctx) as database, database.session() as session:
         for name in stages:
             run = queries.last_training_run(session, ModelStage(name))
@@ -87,13 +88,15 @@ def validate(ctx: typer.Context) -> None:
     if not result["recorded"]:
         console.print(result["reason"])
         return
-    table = Table(title=f"validation run {result['validation_run_id']}", caption=result["drift_reason"])
+    table = Table(title=f"validation run {result['validation_run_id']}")
     table.add_column("dataset")
     table.add_column("macro-F1", justify="right")
     for name, value in result["metrics"].items():
         table.add_row(name, _fmt(value))
     console.print(table)
     for note in result["notes"]:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", soft_wrap=True)
     if result["drift_flagged"]:
         err_console.print(f"[bold yellow]drift:[/] {result['drift_reason']}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"drift: {result['drift_reason']}", highlight=False, soft_wrap=True)
