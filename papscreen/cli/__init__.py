@@ -23,6 +23,7 @@ from papscreen.cli import (
     legacy_cmd,
     models_cmd,
     retrain_cmd,
+    service_cmd,
     synth_cmd,
     train_cmd,
 )
@@ -63,6 +64,7 @@ app.add_typer(analyze_image_cmd.app)
 app.add_typer(legacy_cmd.app)
 app.add_typer(retrain_cmd.app)
 app.add_typer(dashboard_cmd.app)
+app.add_typer(service_cmd.app)
 
 
 def main() -> None:

@@ -226,6 +226,9 @@ class Slide(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(128))
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
+    compute_lease_id: Mapped[str | None] = mapped_column(
+        String(64), doc="The Prefect concurrency lease the analysis holds (released if its worker dies)."
+    )
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     duplicate_of: Mapped[Slide | None] = relationship(remote_side=[id])

@@ -97,6 +97,8 @@ def store_analysis(
     slide.abnormal_score = summary.abnormal_score
     slide.cell_count = summary.cell_count
     slide.class_counts = dict(summary.class_counts)
+    slide.lease_owner = None
+    slide.lease_expires_at = None
     session.flush()
     session.expire(analysis, ["cells"])
     return analysis

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,15 +16,25 @@ from papscreen.db.schema import Slide, SlideStatus, utcnow
 __all__ = [
     "Claim",
     "InvalidTransitionError",
+    "begin_analysis",
     "claim_scan",
+    "dispatchable_slides",
     "fail_slide",
     "find_first_arrival",
+    "find_unfinished_claim",
     "get_slide",
     "list_slides",
+    "mark_dispatched",
     "mark_stored",
     "quarantine_slide",
+    "renew_lease",
+    "requeue_slide",
+    "requeue_stale",
+    "set_compute_lease",
+    "slides_to_rescore",
     "start_processing",
     "status_counts",
+    "unstored_claims",
 ]
 
 # Which status may follow which. A failed slide may be queued again (retry after a fix);
@@ -168,11 +179,14 @@ def start_processing(session: Session, slide_id: int, *, flow_run_id: str | None
 
 
 def fail_slide(session: Session, slide_id: int, error: str) -> Slide:
-    """-> failed, keeping the error for people to read."""
+    """-> failed, keeping the error for people to read; the lease is released."""
     slide = require_slide(session, slide_id)
     move_status(slide, SlideStatus.FAILED)
     slide.error = error
     slide.finished_at = utcnow()
+    slide.lease_owner = None
+    slide.lease_expires_at = None
+    record_event(session, "slide.failed", "slide", slide.id, details={"error": error[:2000]})
     return slide
 
 
@@ -183,6 +197,8 @@ def quarantine_slide(session: Session, slide_id: int, *, reason: str, quarantine
     slide.error = reason
     slide.stored_path = quarantined_path
     slide.finished_at = utcnow()
+    slide.lease_owner = None
+    slide.lease_expires_at = None
     record_event(session, "slide.quarantined", "slide", slide.id, details={"reason": reason, "path": quarantined_path})
     return slide
 
@@ -206,3 +222,161 @@ def status_counts(session: Session) -> dict[SlideStatus, int]:
     counts = dict.fromkeys(SlideStatus, 0)
     counts.update(dict(rows))
     return counts
+
+
+def find_unfinished_claim(session: Session, sha256: str, original_path: str) -> Slide | None:
+    """A claim of this content from this very path whose file never left the intake.
+
+    A crash between claiming a scan and moving it leaves the file in the intake and a row (queued, or a
+    duplicate) without a ``stored_path``; the next pass finds that row here and finishes the move instead of
+    recording the file a second time.
+    """
+    return session.scalars(
+        select(Slide)
+        .where(
+            Slide.sha256 == sha256,
+            Slide.original_path == original_path,
+            Slide.stored_path.is_(None),
+            Slide.status.in_([SlideStatus.QUEUED, SlideStatus.DUPLICATE]),
+        )
+        .order_by(Slide.id)
+    ).first()
+
+
+def unstored_claims(session: Session) -> Sequence[Slide]:
+    """Claims (queued or duplicate) whose file was never recorded as moved (an intake stopped in between)."""
+    return session.scalars(
+        select(Slide)
+        .where(Slide.status.in_([SlideStatus.QUEUED, SlideStatus.DUPLICATE]), Slide.stored_path.is_(None))
+        .order_by(Slide.id)
+    ).all()
+
+
+def dispatchable_slides(session: Session, *, now: datetime, redispatch_after_s: float, limit: int = 100) -> list[int]:
+    """Queued, stored slides to start analyses for, oldest first.
+
+    A slide handed to a deployment run is skipped until ``redispatch_after_s`` has passed without the run
+    taking it (a run that never started is then replaced).
+    """
+    stale = now - timedelta(seconds=redispatch_after_s)
+    query = (
+        select(Slide.id)
+        .where(
+            Slide.status == SlideStatus.QUEUED,
+            Slide.stored_path.is_not(None),
+            or_(Slide.flow_run_id.is_(None), Slide.updated_at < stale),
+        )
+        .order_by(Slide.received_at, Slide.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query).all())
+
+
+def mark_dispatched(session: Session, slide_id: int, flow_run_id: str) -> None:
+    """Remember which flow run was asked to analyse a queued slide (so the next pass does not ask again)."""
+    slide = require_slide(session, slide_id)
+    slide.flow_run_id = flow_run_id
+    slide.updated_at = utcnow()
+
+
+def begin_analysis(
+    session: Session, slide_id: int, *, owner: str, lease_seconds: float, flow_run_id: str | None = None
+) -> Slide | None:
+    """Take a queued slide for analysis, atomically: one conditional UPDATE, so two workers never both win.
+
+    Returns the slide, now ``processing`` with a lease held by ``owner``; ``None`` when it was not queued
+    (another worker has it, or it is finished).
+    """
+    now = utcnow()
+    taken = session.execute(
+        update(Slide)
+        .where(Slide.id == slide_id, Slide.status == SlideStatus.QUEUED)
+        .values(
+            status=SlideStatus.PROCESSING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=now,
+            finished_at=None,
+            error=None,
+            flow_run_id=flow_run_id,
+            attempts=Slide.attempts + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not taken:
+        return None
+    slide = require_slide(session, slide_id)
+    session.refresh(slide)
+    return slide
+
+
+def renew_lease(session: Session, slide_id: int, *, owner: str, lease_seconds: float) -> bool:
+    """Extend the lease of a slide this owner is analysing; ``False`` when it is no longer this owner's."""
+    renewed = session.execute(
+        update(Slide)
+        .where(Slide.id == slide_id, Slide.status == SlideStatus.PROCESSING, Slide.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(renewed)
+
+
+def requeue_slide(session: Session, slide_id: int, *, reason: str, actor: str = "papscreen") -> Slide:
+    """Put a slide back in the queue (a retry, a re-score, or a dead worker's slide); audited."""
+    slide = require_slide(session, slide_id)
+    previous = slide.status
+    move_status(slide, SlideStatus.QUEUED)
+    slide.lease_owner = None
+    slide.lease_expires_at = None
+    slide.flow_run_id = None
+    record_event(
+        session, "slide.requeued", "slide", slide.id, actor=actor, details={"from": previous.value, "reason": reason}
+    )
+    return slide
+
+
+def set_compute_lease(session: Session, slide_id: int, lease_id: str | None) -> None:
+    """Record (or clear) the compute-slot lease the slide's analysis holds."""
+    require_slide(session, slide_id).compute_lease_id = lease_id
+
+
+def requeue_stale(
+    session: Session, *, now: datetime, owner_is_dead: Callable[[str], bool]
+) -> list[tuple[int, str | None]]:
+    """Queue again every slide whose analysis died: its lease ran out, or its owner process is gone.
+
+    ``owner_is_dead(owner)`` answers for owners it can check (processes on this host); others wait for
+    their lease to run out. Returns ``(slide id, compute lease id)`` pairs: the caller releases each dead
+    analysis' compute slot, which would otherwise stay taken until Prefect's own lease expires.
+    """
+    stuck = session.scalars(select(Slide).where(Slide.status == SlideStatus.PROCESSING).order_by(Slide.id)).all()
+    requeued = []
+    for slide in stuck:
+        expired = slide.lease_expires_at is None or slide.lease_expires_at < now
+        if expired or (slide.lease_owner and owner_is_dead(slide.lease_owner)):
+            why = "its lease ran out" if expired else f"its worker {slide.lease_owner} is gone"
+            lease = slide.compute_lease_id
+            requeue_slide(session, slide.id, reason=f"analysis interrupted: {why}")
+            slide.compute_lease_id = None
+            requeued.append((slide.id, lease))
+    return requeued
+
+
+def slides_to_rescore(session: Session, *, since: datetime, stage1_model_id: int, stage2_model_id: int) -> list[int]:
+    """Analysed slides received since ``since`` whose current result came from other models than these."""
+    query = (
+        select(Slide.id)
+        .where(
+            Slide.status.in_([SlideStatus.DONE, SlideStatus.FAILED]),
+            Slide.received_at >= since,
+            or_(
+                Slide.stage1_model_id.is_(None),
+                Slide.stage2_model_id.is_(None),
+                Slide.stage1_model_id != stage1_model_id,
+                Slide.stage2_model_id != stage2_model_id,
+            ),
+        )
+        .order_by(Slide.received_at, Slide.id)
+    )
+    return list(session.scalars(query).all())

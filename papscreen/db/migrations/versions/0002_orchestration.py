@@ -25,6 +25,7 @@ def upgrade() -> None:
     with op.batch_alter_table("slides") as batch:
         batch.add_column(sa.Column("lease_owner", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("compute_lease_id", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("attempts", sa.Integer(), server_default="0", nullable=False))
     op.create_table(
         "validation_runs",
@@ -59,5 +60,6 @@ def downgrade() -> None:
     op.drop_table("validation_runs")
     with op.batch_alter_table("slides") as batch:
         batch.drop_column("attempts")
+        batch.drop_column("compute_lease_id")
         batch.drop_column("lease_expires_at")
         batch.drop_column("lease_owner")

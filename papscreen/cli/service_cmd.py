@@ -1,0 +1,204 @@
+"""The service commands: ``papscreen intake --once``, ``papscreen rescore --since DATE``, ``papscreen up``.
+
+``up`` runs the whole service on one machine: a local Prefect server (its own SQLite under
+``PAPSCREEN_HOME/prefect``) unless ``PREFECT_API_URL`` names one, every deployment served from this process,
+and the dashboard. Ctrl-C (or SIGTERM) stops all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from rich.table import Table
+
+from papscreen.cli.common import console, err_console, fail_cleanly, settings_from
+from papscreen.config import Settings
+from papscreen.dashboard.launch import start_dashboard, stop_process
+from papscreen.db import migrate
+from papscreen.db.database import Database
+from papscreen.flows.deployments import serve_all
+from papscreen.flows.intake import intake_flow
+from papscreen.flows.rescore import rescore_flow
+
+__all__ = ["app", "local_prefect_server", "prepare_database"]
+
+app = typer.Typer()
+
+SERVER_START_TIMEOUT_S = 180.0
+
+
+def prepare_database(settings: Settings) -> str:
+    """Migrate the configured database to the newest schema; returns a line saying what changed."""
+    database = Database(settings.database_url)
+    try:
+        before = migrate.current_revision(database)
+        migrate.upgrade(database)
+        return f"{database!r}: schema {before or 'empty'} -> {migrate.current_revision(database)}"
+    finally:
+        database.dispose()
+
+
+def _config_arg(ctx: typer.Context) -> str | None:
+    state = ctx.find_root().obj
+    path = getattr(state, "config_file", None)
+    return str(path) if path else None
+
+
+def _outcome_table(report: dict[str, Any]) -> Table:
+    table = Table(title="intake pass")
+    for column in ("file", "outcome", "slide", "detail"):
+        table.add_column(column)
+    for o in report["outcomes"]:
+        table.add_row(o["name"], o["status"], str(o["slide_id"] or "-"), o["detail"])
+    for path in report["still_writing"]:
+        table.add_row(path, "still being written", "-", "taken when it has settled")
+    for a in report["analyses"]:
+        table.add_row(f"slide {a.get('slide_id')}", f"analysis {a.get('status', 'started')}", "", _analysis_detail(a))
+    return table
+
+
+def _analysis_detail(analysis: dict[str, Any]) -> str:
+    if analysis.get("status") == "done":
+        return f"{analysis['cells']} cells, {analysis['category']}"
+    return str(analysis.get("reason") or analysis.get("flow_run_id") or "")
+
+
+@app.command("intake")
+def intake_command(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="One pass in the foreground, analyses included.")] = False,
+    no_analyze: Annotated[bool, typer.Option("--no-analyze", help="Ingest only; analyse later.")] = False,
+) -> None:
+    """Ingest new scans from the intake folder (``--once``: one pass now; the service polls on a schedule)."""
+    if not once:
+        err_console.print("the service polls the intake on its own (`papscreen up`); use --once for one pass now")
+        raise typer.Exit(2)
+    settings_from(ctx)  # a bad settings file ends here with one line
+    with fail_cleanly():
+        report = intake_flow(config=_config_arg(ctx), analyze=not no_analyze, dispatch="inline")
+    console.print(_outcome_table(report))
+
+
+@app.command("rescore")
+def rescore_command(
+    ctx: typer.Context,
+    since: Annotated[datetime, typer.Option("--since", help="Slides received since this date (UTC), e.g. 2026-11-01.")],
+) -> None:
+    """Analyse again, with the current champions, the slides since a date that older models scored."""
+    settings_from(ctx)
+    when = since if since.tzinfo else since.replace(tzinfo=UTC)
+    with fail_cleanly():
+        report = rescore_flow(since=when, config=_config_arg(ctx), dispatch="inline")
+    console.print(f"queued again: {len(report['requeued'])} slides; analyses: {len(report['analyses'])}")
+    for analysis in report["analyses"]:
+        console.print(f"  slide {analysis.get('slide_id')}: {analysis.get('status')} {_analysis_detail(analysis)}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def local_prefect_server(settings: Settings) -> Iterator[str]:
+    """The Prefect API to use: ``PREFECT_API_URL`` when set, else a local server started (and stopped) here."""
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        yield configured
+        return
+    port = settings.orchestration.prefect_port
+    url = f"http://127.0.0.1:{port}/api"
+    prefect_home = settings.home / "prefect"
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_UI_API_URL": url,
+    }
+    log = (prefect_home / "server.log").open("ab")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _healthy(url):
+            if server.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited (code {server.returncode}); see {log.name}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server did not answer at {url} within {SERVER_START_TIMEOUT_S:.0f} s")
+            time.sleep(0.5)  # polling a server's health while it starts, not synchronising test steps
+        yield url
+    finally:
+        stop_process(server)
+        log.close()
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM ends ``up`` like Ctrl-C does (a container's stop, systemd)."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_service(settings: Settings, config: str | None, *, dashboard: bool = True) -> None:
+    """Everything `up` runs, until Ctrl-C or SIGTERM: server (if needed), dashboard, every deployment."""
+    settings.ensure_folders()
+    console.print(prepare_database(settings))
+    with _stop_on_sigterm(), local_prefect_server(settings) as api_url:
+        os.environ["PREFECT_API_URL"] = api_url  # flow runs start as child processes; they read it
+        ui = api_url.removesuffix("/api")
+        board = start_dashboard(settings) if dashboard else None
+        console.print(f"Prefect UI: {ui}")
+        if board is not None:
+            console.print(f"dashboard:  http://127.0.0.1:{settings.orchestration.dashboard_port}")
+        console.print(
+            f"intake:     {settings.intake_dir} (polled every {settings.schedules.intake_interval_seconds} s)"
+        )
+        console.print("Ctrl-C stops everything.")
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: api_url}):
+                serve_all(settings, config)
+        except KeyboardInterrupt:
+            console.print("stopping...")
+        finally:
+            if board is not None:
+                with suppress(Exception):
+                    stop_process(board)
+
+
+@app.command("up")
+def up_command(
+    ctx: typer.Context,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Serve the flows only.")] = False,
+) -> None:
+    """Run the whole service here: Prefect server (unless PREFECT_API_URL is set), all flows, the dashboard."""
+    settings = settings_from(ctx)
+    with fail_cleanly():
+        run_service(settings, _config_arg(ctx), dashboard=not no_dashboard)

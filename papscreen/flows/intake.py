@@ -1,0 +1,110 @@
+"""The intake flow: one pass over the watched folder, then the analyses of what is queued.
+
+Each pass first repairs what an interrupted pass or a dead worker left (``recover``), then ingests every
+settled file (claim once, check, move to the store or quarantine), then starts an analysis for every queued
+slide: in this process (``orchestration.dispatch = "inline"``, one host) or as runs of the analyze-slide
+deployment (``"deployment"``), which the workers of the work pool share.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
+
+from papscreen.config import Settings
+from papscreen.db import queries
+from papscreen.db.database import Database
+from papscreen.db.schema import ModelStage, utcnow
+from papscreen.flows.analyze import analyze_slide_flow
+from papscreen.flows.limits import ensure_compute_limit
+from papscreen.intake import scan_intake
+from papscreen.tasks.intake import ingest_task, recover_task
+from papscreen.tasks.retry import retry_options
+from papscreen.tasks.runtime import open_run
+
+__all__ = ["dispatch_analyses", "intake_flow", "queued_slides_task"]
+
+
+@task(name="queued slides", cache_policy=NO_CACHE)
+def queued_slides_task(settings: Settings, database: Database) -> list[tuple[int, str]]:
+    """Queued, stored slides to analyse (``[]`` while a stage has no champion: they wait, logged)."""
+    with database.session() as session:
+        ready = all(queries.get_champion(session, stage) for stage in ModelStage)
+        ids = queries.dispatchable_slides(
+            session,
+            now=utcnow(),
+            redispatch_after_s=settings.orchestration.lease_seconds,
+            limit=settings.orchestration.intake_batch,
+        )
+        if ids and not ready:
+            get_run_logger().warning("%d slides wait for champion models (train or import both stages)", len(ids))
+            return []
+        return [(i, queries.get_slide(session, i).original_name) for i in ids]  # type: ignore[union-attr]
+
+
+def dispatch_analyses(
+    slides: list[tuple[int, str]], settings: Settings, database: Database, config: str | None
+) -> list[Any]:
+    """Start the analyses: as deployment runs (returned at once) or here, one after the other."""
+    if settings.orchestration.dispatch == "deployment":
+        started = []
+        for slide_id, name in slides:
+            run = run_deployment(
+                settings.orchestration.analyze_deployment,
+                parameters={"slide_id": slide_id, "slide_name": name, "config": config},
+                timeout=0,
+                idempotency_key=f"analyze-slide-{slide_id}-{utcnow():%Y%m%d%H%M}",
+            )
+            with database.session() as session:
+                queries.mark_dispatched(session, slide_id, str(run.id))
+            started.append({"slide_id": slide_id, "flow_run_id": str(run.id)})
+        return started
+    return [analyze_slide_flow(slide_id=i, slide_name=name, config=config) for i, name in slides]
+
+
+@flow(name="intake", log_prints=True)
+def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str | None = None) -> dict[str, Any]:
+    """One pass: recover, ingest every settled file, start the analyses of queued slides.
+
+    Args:
+        config: optional settings file (else ``PAPSCREEN_*`` variables and defaults).
+        analyze: start analyses after ingesting (``False``: ingest only).
+        dispatch: ``inline`` or ``deployment``, overriding ``orchestration.dispatch`` for this pass
+            (``papscreen intake --once`` analyses inline and waits for the results).
+
+    Returns:
+        Counts per outcome (``queued``, ``duplicate``, ``quarantined``, ``waiting``), the files still being
+        written, and the analyses started.
+    """
+    logger = get_run_logger()
+    with open_run(config) as (settings, database):
+        if dispatch is not None:
+            settings.orchestration.dispatch = dispatch  # type: ignore[assignment]
+        settings.ensure_folders()
+        ensure_compute_limit(settings)
+        retrying = retry_options(settings)
+        recovered = recover_task.with_options(**retrying)(settings, database)
+        scan = scan_intake(settings.intake_dir, settings.intake)  # type: ignore[arg-type]
+        outcomes = [
+            ingest_task.with_options(**retrying)(arrival, settings, database)
+            for arrival in scan.ready[: settings.orchestration.intake_batch]
+        ]
+        counts = Counter(o.status for o in outcomes)
+        if scan.waiting:
+            logger.info("%d files are still being written: %s", len(scan.waiting), [p.name for p in scan.waiting])
+        analyses: list[Any] = []
+        if analyze:
+            slides = queued_slides_task.with_options(**retrying)(settings, database)
+            analyses = dispatch_analyses(slides, settings, database, config)
+        logger.info("intake pass: %s; %d analyses", dict(counts) or "nothing new", len(analyses))
+        return {
+            "counts": dict(counts),
+            "outcomes": [o.__dict__ for o in outcomes],
+            "still_writing": [str(p) for p in scan.waiting],
+            "recovered": recovered,
+            "analyses": analyses,
+        }
