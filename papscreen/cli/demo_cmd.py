@@ -81,7 +81,7 @@ def _train_demo_models(settings: Settings, database: Database) -> str:
     """Train and register a quick model for each stage without a champion."""
     champions = _champion_names(database)
     done = []
-    with torch_threads(None):
+    with torch_threads(1):  # small networks train fastest on one thread (models/device.py)
         if champions[ModelStage.STAGE1] is None:
             index = read_dataset(settings.data_dir / "DB_3")  # type: ignore[operator]
             result = train_stage1(index, epochs=DEMO_STAGE1_EPOCHS, seed=0)
@@ -97,7 +97,7 @@ def _train_demo_models(settings: Settings, database: Database) -> str:
             card = result2.save(folder)
             register_saved_model(database, folder, card, actor="papscreen demo")
             done.append(
-                f"stage 2 ({card.name}, validation macro-F1 {result2.metrics.get('macro_f1', float('nan')):.2f})"
+                f"stage 2 ({card.name}, validation macro-F1 {result2.metrics.macro_f1:.2f})"
             )
     if not done:
         names = ", ".join(f"{s.value} {n}" for s, n in champions.items())

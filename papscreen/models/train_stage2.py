@@ -188,7 +188,10 @@ def _train_epoch(
 def _feature_batches(
     features: torch.Tensor, labels: torch.Tensor, batch_size: int, order: torch.Tensor
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(features[idx], labels[idx]) for idx in order.split(batch_size)]
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:  # batch norm cannot train on one sample: fold it in
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return [(features[idx], labels[idx]) for idx in chunks]
 
 
 def train_stage2(
@@ -354,16 +357,23 @@ def train_stage2(
             steps = [normalise] if augmentation is None else [augmentation, normalise]
             train_data = CropDataset(train_images, train_labels, nn.Sequential(*steps))
             sampler = balanced_sampler(train_labels, num_classes, generator) if balance == "sampler" else None
+            n_train = len(train_labels)
             loader = DataLoader(
-                train_data, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, generator=generator
+                train_data,
+                batch_size=batch_size,
+                shuffle=sampler is None,
+                sampler=sampler,
+                generator=generator,
+                drop_last=n_train % batch_size == 1 and n_train > 1,  # batch norm cannot train on one crop
             )
             val_inputs = normalise(val_images)
-            n_train = len(train_labels)
 
             def batches() -> Any:
                 return loader
 
-        steps_per_epoch = math.ceil(n_train / batch_size)
+        steps_per_epoch = max(
+            1, n_train // batch_size if n_train % batch_size == 1 else math.ceil(n_train / batch_size)
+        )
         optimizer = torch.optim.AdamW(
             [p for p in trained.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
         )

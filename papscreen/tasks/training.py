@@ -51,7 +51,6 @@ __all__ = [
     "Outcome",
     "TrainedModel",
     "TrainingInputs",
-    "batch_without_singleton",
     "champion_folder",
     "claim_training_run",
     "decide_and_record",
@@ -306,22 +305,6 @@ def train_stage1_model(settings: Settings, inputs: TrainingInputs) -> TrainedMod
     return TrainedModel(folder, result.history, result.training, result.dataset_fingerprint)
 
 
-def batch_without_singleton(n_samples: int, batch_size: int) -> int:
-    """A batch size whose last batch is not a single crop (batch norm cannot train on one sample).
-
-    ``train_stage2`` keeps the last, partial batch; with DB_4 plus a varying number of reviewed cells, a
-    training set of ``k * batch_size + 1`` crops happens, and would end a night's run in a batch-norm error.
-
-    Examples:
-        >>> batch_without_singleton(161, 16), batch_without_singleton(160, 16)
-        (17, 16)
-    """
-    size = batch_size
-    while n_samples > size and n_samples % size == 1:
-        size += 1
-    return size
-
-
 def _crop_size(index: DatasetIndex) -> int:
     first = index.splits["train"][0].path if index.splits.get("train") else None
     if first is None:
@@ -369,7 +352,7 @@ def train_stage2_model(settings: Settings, inputs: TrainingInputs) -> TrainedMod
             architecture=recipe["architecture"],
             mode=recipe["mode"],
             epochs=recipe["epochs"],
-            batch_size=batch_without_singleton(len(index.splits["train"]), recipe["batch_size"]),
+            batch_size=recipe["batch_size"],
             seed=recipe["seed"],
             device=resolve_device(settings.device),
             input_size=recipe["input_size"],

@@ -293,3 +293,13 @@ def test_bf16_finetuning_trains_and_is_recorded(db4: DatasetIndex) -> None:
     assert len(result.history) == 1
     assert np.isfinite(result.history[0]["train_loss"])
     assert result.classifier.network.conv1.weight.dtype == torch.float32  # weights stay fp32
+
+
+def test_a_last_batch_of_one_crop_is_folded_in_not_fed_to_batch_norm(db4: DatasetIndex) -> None:
+    """k * batch + 1 training crops (DB_4 plus one reviewed cell) must train, not fail in batch norm."""
+    n_train = len(db4.splits["train"])
+    batch = next(b for b in range(3, n_train) if n_train % b == 1)
+    result = train_stage2(
+        db4, architecture="resnet18", mode="finetune", epochs=1, input_size=32, crop_size=64, batch_size=batch, seed=0
+    )
+    assert len(result.history) == 1
