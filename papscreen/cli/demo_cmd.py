@@ -96,9 +96,7 @@ def _train_demo_models(settings: Settings, database: Database) -> str:
             folder = settings.models_dir / model_folder_name("stage2", "resnet18")  # type: ignore[operator]
             card = result2.save(folder)
             register_saved_model(database, folder, card, actor="papscreen demo")
-            done.append(
-                f"stage 2 ({card.name}, validation macro-F1 {result2.metrics.macro_f1:.2f})"
-            )
+            done.append(f"stage 2 ({card.name}, validation macro-F1 {result2.metrics.macro_f1:.2f})")
     if not done:
         names = ", ".join(f"{s.value} {n}" for s, n in champions.items())
         return f"champions already there ({names}); kept"
