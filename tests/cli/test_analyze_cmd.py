@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from papscreen.cli import app
 from papscreen.datasets.synthetic import render_field
 from papscreen.imaging.image_io import write_rgb
 from papscreen.pipeline.export import EXPORT_FILES
+from tests.bad_files import png_declaring
 
 runner = CliRunner()
 
@@ -85,15 +85,6 @@ def test_an_earlier_export_is_never_overwritten(
     assert json.loads((out / "summary.json").read_text())["cell_count"] > 0
 
 
-def _png_declaring(path: Path, width: int, height: int) -> None:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
-
-
 def _bad_scan(kind: str, folder: Path) -> Path:
     rgb = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
     if kind == "zero-byte":
@@ -104,7 +95,7 @@ def _bad_scan(kind: str, folder: Path) -> Path:
     elif kind == "not-an-image":
         (path := folder / "report.png").write_text("Patient report, not an image\n" * 20)
     elif kind == "bomb":
-        _png_declaring(path := folder / "bomb.png", 100_000, 100_000)
+        png_declaring(path := folder / "bomb.png", 100_000, 100_000)
     elif kind == "unsupported":
         Image.fromarray(rgb).save(path := folder / "scan.gif")
     else:

@@ -15,9 +15,10 @@ from papscreen.db.database import Database
 from papscreen.imaging.image_io import write_rgb
 from papscreen.models.card import read_card
 from papscreen.models.checkpoints import resolve_card_path
+from papscreen.tasks.analysis import MODEL_CACHE
 from papscreen.tasks.registry import register_saved_model
 
-__all__ = ["OLD", "configure_service", "copy_settled", "register_champions", "write_field_scan"]
+__all__ = ["OLD", "configure_service", "copy_settled", "register_champions", "start_service", "write_field_scan"]
 
 OLD = 1_000_000_000.0
 """An mtime long past: a file dropped "at once" before the pass has settled."""
@@ -44,6 +45,16 @@ def register_champions(database: Database, folders: tuple[Path, Path]) -> None:
     """Register the session's trained models; the first of each stage becomes its champion."""
     for folder in folders:
         register_saved_model(database, folder, read_card(resolve_card_path(folder)), actor="test")
+
+
+def start_service(
+    monkeypatch: pytest.MonkeyPatch, database: Database, folders: tuple[Path, Path], **env: str
+) -> Settings:
+    """A configured service whose champions are the session's trained models, with a cold model cache."""
+    settings = configure_service(monkeypatch, database, **env)
+    register_champions(database, folders)
+    MODEL_CACHE.clear()
+    return settings
 
 
 def write_field_scan(path: Path, seed: int, *, hsil: int = 0, size: tuple[int, int] = (768, 576)) -> Path:

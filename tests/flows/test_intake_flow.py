@@ -16,8 +16,7 @@ from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import Analysis, Cell, Slide, SlideStatus
 from papscreen.flows.intake import intake_flow
-from papscreen.tasks.analysis import MODEL_CACHE
-from tests.flows.service import OLD, configure_service, copy_settled, register_champions, write_field_scan
+from tests.flows.service import OLD, copy_settled, start_service, write_field_scan
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +71,7 @@ def _files_under(root: Path) -> list[Path]:
 def test_twenty_scans_at_once_each_good_one_analysed_exactly_once(
     database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trained_model_folders: tuple[Path, Path]
 ) -> None:
-    settings = configure_service(monkeypatch, database)
-    register_champions(database, trained_model_folders)
-    MODEL_CACHE.clear()
+    settings = start_service(monkeypatch, database, trained_model_folders)
     writer = _drop_twenty(settings.intake_dir, tmp_path)
 
     first = intake_flow(dispatch="inline")

@@ -18,9 +18,8 @@ from papscreen.flows.rescore import rescore_flow
 from papscreen.models.card import read_card
 from papscreen.models.checkpoints import resolve_card_path
 from papscreen.models.stage2 import Stage2Classifier
-from papscreen.tasks.analysis import MODEL_CACHE
 from papscreen.tasks.registry import register_saved_model
-from tests.flows.service import configure_service, register_champions, write_field_scan
+from tests.flows.service import start_service, write_field_scan
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +35,7 @@ def _counts(database: Database, slide_id: int) -> tuple[int, int]:
 def test_rerun_replaces_and_rescore_with_a_new_champion_keeps_both_results(
     database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trained_model_folders: tuple[Path, Path]
 ) -> None:
-    settings = configure_service(monkeypatch, database)
-    register_champions(database, trained_model_folders)
-    MODEL_CACHE.clear()
+    settings = start_service(monkeypatch, database, trained_model_folders)
     write_field_scan(settings.intake_dir / "field.png", seed=7, hsil=2)
     first = intake_flow(dispatch="inline")
     (analysis,) = first["analyses"]

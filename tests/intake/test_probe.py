@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from papscreen.imaging.image_io import write_rgb
 from papscreen.imaging.slides import ArraySlideReader
 from papscreen.intake import probe
 from papscreen.intake.probe import ScanInfo, probe_scan
+from tests.bad_files import png_declaring
 
 LIMITS = LimitSettings()
 
@@ -38,17 +38,6 @@ def pyramid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     plan = SlidePlan(2048, 2048, tissue_blocks=((0, 0), (1, 1)), block_px=1024, seed=3)
     write_synthetic_slide(path, plan, tile_px=256, downsamples=(1, 4))
     return path
-
-
-def _png_declaring(path: Path, width: int, height: int) -> None:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb, cheaply)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
 
 
 @pytest.mark.parametrize(
@@ -100,7 +89,7 @@ def _bad_scan(kind: str, folder: Path, rgb: np.ndarray) -> Path:
     elif kind == "gif":
         Image.fromarray(rgb).save(path := folder / "scan.gif")
     elif kind == "bomb":
-        _png_declaring(path := folder / "bomb.png", 100_000, 100_000)
+        png_declaring(path := folder / "bomb.png", 100_000, 100_000)
     else:
         path = folder / "missing.tif"
     return path
