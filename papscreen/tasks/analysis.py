@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ __all__ = [
     "Champions",
     "ModelCache",
     "analyze_task",
+    "analyze_with_oom_fallback",
     "begin_task",
     "cell_records",
     "champions_task",
@@ -163,7 +164,9 @@ def keep_lease(database: Database, slide_id: int, owner: str, lease_seconds: flo
         thread.join(timeout=5)
 
 
-def _analyze_with_oom_fallback(path: str, pair: ModelPair, settings: Settings) -> SlideResult:
+def analyze_with_oom_fallback(
+    path: str, pair: ModelPair, settings: Settings, warn: Callable[[str], None] = lambda _message: None
+) -> SlideResult:
     """Analyse; on CUDA out-of-memory, halve the stage-2 batch and try again (down to 8 crops)."""
     current = settings
     while True:
@@ -177,7 +180,7 @@ def _analyze_with_oom_fallback(path: str, pair: ModelPair, settings: Settings) -
             batch = current.batch.stage2_for(pair.device.type) // 2
             if batch < MIN_OOM_BATCH:
                 raise TransientError(f"CUDA out of memory even at {batch * 2} crops per batch: {e}") from e
-            get_run_logger().warning("CUDA out of memory: stage-2 batch halved to %d", batch)
+            warn(f"CUDA out of memory: stage-2 batch halved to {batch}")
             current = current.model_copy(
                 update={"batch": current.batch.model_copy(update={"stage2_inference_gpu": batch})}, deep=True
             )
@@ -198,7 +201,7 @@ def analyze_task(
         keep_lease(database, slide_id, owner, settings.orchestration.lease_seconds),
         compute_slot(settings.orchestration.compute_limit, record_lease),
     ):
-        result = _analyze_with_oom_fallback(stored_path, pair, settings)
+        result = analyze_with_oom_fallback(stored_path, pair, settings, get_run_logger().warning)
     summary = result.summary
     get_run_logger().info(
         "slide %d: %d cells, %s, abnormal score %.3f (%s, %s, %.1f s)",
