@@ -34,6 +34,7 @@ from papscreen.tasks.runtime import worker_identity
 
 __all__ = [
     "DUPLICATES_FOLDER",
+    "MULTI_FILE_FORMATS",
     "IngestOutcome",
     "ingest_arrival",
     "ingest_task",
@@ -41,6 +42,12 @@ __all__ = [
     "recover_task",
     "recover_unstored",
 ]
+
+MULTI_FILE_FORMATS = {
+    ".mrxs": "an MRXS scan is a file plus a data folder and the intake moves single files: convert it to a "
+    "pyramidal TIFF, or analyse it in place with `papscreen analyze`",
+}
+"""Formats whose scan is more than one file: refused by the intake with the reason (their data stays put)."""
 
 DUPLICATES_FOLDER = "duplicates"
 """Sub-folder of the quarantine for second copies of a scan: kept for a person to delete, never analysed."""
@@ -110,6 +117,9 @@ def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> 
             ).slide
     if slide.status == SlideStatus.DUPLICATE:
         return _move_duplicate(settings, database, arrival, slide)
+    multi_file = MULTI_FILE_FORMATS.get(arrival.path.suffix.lower())
+    if multi_file:
+        return _quarantine(settings, database, arrival, slide, multi_file)
     try:
         info = probe_scan(arrival.path, settings.limits)
     except ImageError as e:

@@ -91,3 +91,16 @@ def test_owner_is_dead_only_for_a_gone_process_of_this_host() -> None:
     assert not owner_is_dead(worker_identity())
     assert owner_is_dead(f"{host}:{2**22 + 12345}")
     assert not owner_is_dead("another-host:1")
+
+
+def test_an_mrxs_scan_is_refused_with_what_to_do(settings: Settings, database: Database) -> None:
+    scan = settings.intake_dir / "slide.mrxs"
+    scan.write_bytes(b"[GENERAL]\n")
+    (settings.intake_dir / "slide").mkdir()
+    (settings.intake_dir / "slide" / "Data0000.dat").write_bytes(b"\0" * 16)
+    os.utime(scan, (OLD, OLD))
+    (arrival,) = _arrivals(settings)
+    outcome = ingest_arrival(arrival, settings, database)
+    assert outcome.status == "quarantined"
+    assert "pyramidal TIFF" in outcome.detail
+    assert (settings.intake_dir / "slide" / "Data0000.dat").is_file()  # its data is left where it was
