@@ -28,6 +28,7 @@ from papscreen.errors import ConfigError
 __all__ = [
     "AnalysisSettings",
     "BatchSettings",
+    "DashboardSettings",
     "GradingSettings",
     "IntakeSettings",
     "LabelSettings",
@@ -174,6 +175,19 @@ class ValidationSettings(BaseModel):
     )
 
 
+class DashboardSettings(BaseModel):
+    """The Streamlit dashboard: sign-in, how fresh its figures are, where Prefect's UI is."""
+
+    users_file: Path | None = Field(
+        None, description="Users and bcrypt password hashes (default: HOME/users.toml); absent: open access."
+    )
+    cache_ttl_seconds: float = Field(5.0, ge=0, description="How long a query's answer is reused.")
+    refresh_seconds: float = Field(10.0, ge=1, description="How often live parts (worklist, intake) refresh.")
+    prefect_ui_url: str | None = Field(
+        None, description="Prefect UI for links to flow runs (default: from PREFECT_API_URL, else the local server)."
+    )
+
+
 class LimitSettings(BaseModel):
     """Limits that keep a bad or hostile file from exhausting the machine."""
 
@@ -291,6 +305,7 @@ class Settings(BaseSettings):
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -321,6 +336,8 @@ class Settings(BaseSettings):
         self.validation.reference_dir = (
             self.data_dir / "reference" if reference is None else reference.expanduser().resolve()  # type: ignore[operator]
         )
+        users = self.dashboard.users_file
+        self.dashboard.users_file = self.home / "users.toml" if users is None else users.expanduser().resolve()
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.home / 'papscreen.db'}"
         try:

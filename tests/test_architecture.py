@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "tasks": {"imaging", "datasets", "models", "pipeline", "db", "intake"},
     "flows": {"imaging", "datasets", "models", "pipeline", "db", "intake", "tasks"},
     "cli": {"imaging", "datasets", "models", "pipeline", "db", "intake", "tasks", "flows", "cli", "dashboard"},
-    "dashboard": {"imaging", "datasets", "models", "pipeline", "db", "dashboard"},
+    "dashboard": {"imaging", "datasets", "models", "pipeline", "db", "intake", "dashboard"},
 }
 
 
