@@ -26,6 +26,7 @@ from papscreen.cli import (
     service_cmd,
     synth_cmd,
     train_cmd,
+    users_cmd,
 )
 from papscreen.cli.common import AppState
 
@@ -65,6 +66,7 @@ app.add_typer(legacy_cmd.app)
 app.add_typer(retrain_cmd.app)
 app.add_typer(dashboard_cmd.app)
 app.add_typer(service_cmd.app)
+app.add_typer(users_cmd.app, name="users")
 
 
 def main() -> None:
