@@ -1,0 +1,163 @@
+"""The intake page in AppTest against seeded databases (SQLite and PostgreSQL), its Retry action included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from papscreen.db import queries
+from papscreen.db.database import Database
+from papscreen.db.schema import SlideStatus
+from tests.dashboard.test_retry import SMALL_LIMIT, quarantine, settings_with_limit
+from tests.db.test_registry_intake_views import seed_intake
+
+PREFECT_UI = "http://prefect.test:4200"
+
+
+def _intake_script() -> None:
+    """Build the page's context from the environment, as app.py does, and render the intake page."""
+    import os
+
+    from papscreen.config import load_settings
+    from papscreen.dashboard.context import DashboardContext
+    from papscreen.dashboard.pages import intake
+    from papscreen.db.database import Database
+
+    settings = load_settings()
+    database = Database(settings.database_url)
+    try:
+        ctx = DashboardContext(
+            settings, database, os.environ["TEST_DASHBOARD_USER"], True, os.environ["TEST_PREFECT_UI"]
+        )
+        intake.render(ctx)
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_cache() -> Iterator[None]:
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def page(database: Database, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The intake page's AppTest on the test's database, signed in as ``ann``."""
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", database.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("TEST_DASHBOARD_USER", "ann")
+    monkeypatch.setenv("TEST_PREFECT_UI", PREFECT_UI)
+    return AppTest.from_function(_intake_script, default_timeout=60)
+
+
+def _run(app: AppTest) -> AppTest:
+    app.run()
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+def _table(app: AppTest, first_column_values: str) -> object:
+    """The dataframe whose ``name`` column holds this value."""
+    return next(d.value for d in app.dataframe if first_column_values in list(d.value.get("name", [])))
+
+
+def test_seeded_page_shows_every_section(page: AppTest, database: Database) -> None:
+    seeded = seed_intake(database)
+    app = _run(page)
+
+    assert not app.error
+    assert app.header[0].value == "Intake"
+    subheaders = [h.value for h in app.subheader]
+    assert subheaders == ["Quarantined (1)", "Failed (1)", "Duplicates (1)", "Processing times"]
+
+    quarantined = _table(app, "cut.jpg")
+    assert list(quarantined["reason"]) == ["file is empty (0 bytes)"]  # type: ignore[index]
+    assert list(quarantined["file"]) == ["/q/2024/05/06/00000005-cut.jpg"]  # type: ignore[index]
+
+    failed = _table(app, "tiles.ndpi")
+    assert list(failed["flow run"]) == [f"{PREFECT_UI}/runs/flow-run/analyze-failed"]  # type: ignore[index]
+    assert "rescan it" in failed["error"][0]  # type: ignore[index]
+
+    duplicates = _table(app, "copy of done-0.svs")
+    assert list(duplicates["first arrival"]) == [seeded.first]  # type: ignore[index]
+    assert list(duplicates["first name"]) == ["done-0.svs"]  # type: ignore[index]
+
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics == {
+        "Median analysis time": "2 min 0 s",
+        "Median arrival to result": "6 min 40 s",
+        "Slides in the median": "3",
+    }
+    times = _table(app, "done-2.svs")
+    assert list(times["analysis"]) == ["5 min 0 s", "2 min 0 s", "1 min 0 s"]  # type: ignore[index]
+    assert times["flow run"].iloc[0] == f"{PREFECT_UI}/runs/flow-run/analyze-2"  # type: ignore[index]
+
+    assert app.selectbox(key="intake_retry_slide").value == seeded.quarantined
+
+
+def test_empty_database_says_so(page: AppTest) -> None:
+    app = _run(page)
+
+    assert not app.error
+    assert app.success[0].value == "Nothing in quarantine."
+    assert "No slide analysed yet." in [c.value for c in app.caption]
+    assert not app.dataframe
+    assert not app.button
+
+
+def test_retry_from_the_page_queues_a_file_that_reads_now(
+    page: AppTest, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "papscreen-home"  # the conftest's PAPSCREEN_HOME: the page sees the same folders
+    slide_id = quarantine(settings_with_limit(home, database, SMALL_LIMIT), database, "big.jpg")
+    still_bad = quarantine(settings_with_limit(home, database, SMALL_LIMIT), database, "text.jpg", b"not a jpeg " * 20)
+    monkeypatch.setenv("PAPSCREEN_LIMITS__MAX_FILE_BYTES", str(10**9))
+    app = _run(page)
+    assert app.subheader[0].value == "Quarantined (2)"
+
+    app.selectbox(key="intake_retry_slide").select(slide_id)
+    app.button(key="intake_retry").click()
+    _run(app)
+
+    assert "moved to the store and queued" in app.success[0].value
+    assert app.subheader[0].value == "Quarantined (1)"  # the cache was cleared: the page shows the new state
+    with database.session() as s:
+        slide = queries.get_slide(s, slide_id)
+        assert slide.status == SlideStatus.QUEUED  # type: ignore[union-attr]
+        assert queries.list_events(s, entity_type="slide", entity_id=slide_id, limit=1)[0].actor == "ann"
+
+    app.selectbox(key="intake_retry_slide").select(still_bad)
+    app.button(key="intake_retry").click()
+    _run(app)
+
+    assert "still unreadable, left in quarantine" in app.warning[0].value
+    assert app.subheader[0].value == "Quarantined (1)"
+    with database.session() as s:
+        assert queries.get_slide(s, still_bad).status == SlideStatus.QUARANTINED  # type: ignore[union-attr]
+
+
+def test_a_refused_retry_shows_why_not_a_traceback(page: AppTest, database: Database) -> None:
+    seeded = seed_intake(database)  # its quarantined file lies outside this test's quarantine folder
+    app = _run(page)
+
+    app.button(key="intake_retry").click()
+    _run(app)
+
+    assert not app.exception
+    assert app.warning[0].value.startswith(f"retry failed: slide {seeded.quarantined}'s file is not in the quarantine")
+    with database.session() as s:
+        assert queries.get_slide(s, seeded.quarantined).status == SlideStatus.QUARANTINED  # type: ignore[union-attr]
+
+
+def test_unmigrated_database_shows_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    monkeypatch.setenv("TEST_DASHBOARD_USER", "ann")
+    monkeypatch.setenv("TEST_PREFECT_UI", PREFECT_UI)
+    app = _run(AppTest.from_function(_intake_script, default_timeout=60))
+
+    assert "papscreen db upgrade" in app.error[0].value
+    assert not app.dataframe
