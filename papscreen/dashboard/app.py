@@ -1,18 +1,60 @@
-"""papscreen's dashboard: a placeholder page until the worklist, slide review and models pages land.
+"""papscreen's dashboard: sign-in, then five pages (overview, worklist, slide, models, intake).
 
-Run by ``papscreen dashboard`` (``streamlit run`` on this file). It builds the settings itself with
-:func:`~papscreen.config.load_settings`, so it sees the same ``PAPSCREEN_*`` variables as the command that
-started it, and reads only through :mod:`papscreen.dashboard.placeholder`.
+Served by ``papscreen dashboard``: ``streamlit run`` on :mod:`papscreen.dashboard.serve.streamlit_app`, which
+calls :func:`main` (not on this file: Streamlit would take the ``pages/`` folder beside it for pages of their own).
+Streamlit reruns it on every interaction. Each run builds the settings with :func:`~papscreen.config.load_settings`
+(so it sees the same ``PAPSCREEN_*`` variables as the command that started it), passes the sign-in gate of
+:mod:`papscreen.dashboard.auth`, checks the database once in a while, and hands one
+:class:`~papscreen.dashboard.context.DashboardContext` to the page the visitor chose. The engine is shared by
+every session of the server (``st.cache_resource``, keyed by URL).
+
+Importing this module draws nothing; only :func:`main` does.
 """
 
 from __future__ import annotations
 
-import streamlit as st
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
 
-from papscreen.config import load_settings
-from papscreen.dashboard import placeholder
+import streamlit as st
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from papscreen.config import Settings, load_settings
+from papscreen.dashboard import auth, navigation
+from papscreen.dashboard.context import OPEN_ACCESS_USER, DashboardContext
+from papscreen.dashboard.pages import intake, models, overview, slide, worklist
+from papscreen.db import migrate
 from papscreen.db.database import Database
 from papscreen.errors import PapscreenError
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "PAGES",
+    "DatabaseNotReadyError",
+    "check_database",
+    "database_for",
+    "main",
+    "open_access_notice",
+    "prefect_ui_url",
+]
+
+PAGES: tuple[tuple[str, str, str, ModuleType], ...] = (
+    ("overview", "Overview", ":material/dashboard:", overview),
+    ("worklist", "Worklist", ":material/format_list_numbered:", worklist),
+    ("slide", "Slide", ":material/biotech:", slide),
+    ("models", "Models", ":material/model_training:", models),
+    ("intake", "Intake", ":material/move_to_inbox:", intake),
+)
+"""(url path, title, icon, module) of every page, in the sidebar's order; each module has ``render(ctx)``."""
+DEFAULT_PAGE = "overview"
+SCHEMA_CHECK_TTL_S = 30
+"""A database found ready is not checked again for this long (a failed check is repeated on every run)."""
+
+
+class DatabaseNotReadyError(PapscreenError):
+    """The database cannot be reached or is not at papscreen's schema; the message says what to run."""
 
 
 @st.cache_resource(show_spinner=False, on_release=Database.dispose)
@@ -21,35 +63,141 @@ def database_for(url: str) -> Database:
     return Database(url)
 
 
-def main() -> None:
-    """Lay out the page; any known problem becomes one ``st.error`` saying what to do."""
-    st.set_page_config(page_title="papscreen", layout="wide")
-    st.title("papscreen")
-    st.write(
-        "The full dashboard (worklist, slide review, models) is coming. Until then this page shows "
-        "what the database holds right now."
+def check_database(database: Database) -> None:
+    """Raise :class:`DatabaseNotReadyError` unless the database is reachable and at the newest schema.
+
+    Examples:
+        >>> from papscreen.db.testing import memory_database
+        >>> check_database(memory_database())
+        >>> check_database(Database("sqlite://"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        papscreen.dashboard.app.DatabaseNotReadyError: the database ... run `papscreen db upgrade`
+    """
+    try:
+        revision, head = migrate.current_revision(database), migrate.head_revision(database)
+    except OperationalError as e:
+        raise DatabaseNotReadyError(
+            f"cannot reach the database {database!r}: {e.orig}. Check PAPSCREEN_DATABASE_URL and that the "
+            "server runs, then run `papscreen db upgrade`"
+        ) from e
+    if revision != head:
+        raise DatabaseNotReadyError(
+            f"the database {database!r} is at schema {revision or 'empty'}, this papscreen needs {head}: "
+            "run `papscreen db upgrade`"
+        )
+
+
+@st.cache_data(ttl=SCHEMA_CHECK_TTL_S, show_spinner=False)
+def _database_ready(url: str, _database: Database) -> bool:
+    """:func:`check_database`, remembered for a while once it passed (an exception is never cached)."""
+    check_database(_database)
+    return True
+
+
+def prefect_ui_url(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
+    """Where the Prefect UI is, for links to flow runs.
+
+    ``settings.dashboard.prefect_ui_url`` when set, else ``PREFECT_API_URL`` without its ``/api`` (the UI is
+    served beside the API), else the local server ``papscreen up`` starts.
+
+    Examples:
+        >>> s = Settings(home="/tmp/lab")
+        >>> prefect_ui_url(s, {"PREFECT_API_URL": "http://prefect:4200/api/"})
+        'http://prefect:4200'
+        >>> prefect_ui_url(s, {})
+        'http://127.0.0.1:4200'
+    """
+    if settings.dashboard.prefect_ui_url:
+        return settings.dashboard.prefect_ui_url.rstrip("/")
+    api = environ.get("PREFECT_API_URL", "").strip().rstrip("/")
+    if api:
+        return api.removesuffix("/api")
+    return f"http://127.0.0.1:{settings.orchestration.prefect_port}"
+
+
+def open_access_notice(users_file: Path) -> str:
+    """What the sidebar says when nobody has to sign in."""
+    return (
+        f"Open access: no users file ({users_file}); reviews are recorded as '{OPEN_ACCESS_USER}'. "
+        "Add a user with `papscreen users add NAME` to require sign-in."
     )
+
+
+def _identify(settings: Settings) -> tuple[auth.User | None, bool]:
+    """(the signed-in user or None, whether sign-in is required); draws the sign-in form when it is missing.
+
+    Raises:
+        auth.UsersFileError: the users file exists but cannot be used (nobody gets in until it is fixed).
+    """
+    users_file: Path = settings.dashboard.users_file  # type: ignore[assignment]  # set by the settings
+    if not users_file.exists():
+        return None, False
+    users = auth.load_users(users_file)
+    user = auth.signed_in_user(users)
+    if user is None:
+        auth.sign_in_form(users)
+    return user, True
+
+
+def _sidebar(settings: Settings, user: auth.User | None) -> None:
+    """Who is signed in (with a sign-out button), or that the dashboard runs open."""
+    with st.sidebar:
+        if user is None:
+            st.info(open_access_notice(settings.dashboard.users_file), icon=":material/lock_open:")  # type: ignore[arg-type]
+            return
+        st.markdown(f"Signed in as **{user.display_name}** (`{user.name}`)")
+        st.button("Sign out", key="papscreen-sign-out", on_click=auth.sign_out, icon=":material/logout:")
+
+
+def _page(module: ModuleType, ctx: DashboardContext) -> Callable[[], None]:
+    """The page's body as Streamlit calls it: the module's ``render(ctx)``, with known failures shown as one error.
+
+    ``render`` is looked up when the page runs, so a module Streamlit reloaded (its source changed) is the one used.
+    """
+
+    def body() -> None:
+        try:
+            module.render(ctx)
+        except PapscreenError as e:
+            st.error(str(e))
+        except (OperationalError, ProgrammingError) as e:
+            st.error(
+                f"cannot read the database {ctx.database!r}: {e.orig}. Check that it runs and is upgraded "
+                "(`papscreen db upgrade`), then reload"
+            )
+
+    return body
+
+
+def main() -> None:
+    """One run: settings, sign-in, database check, then the chosen page; known problems become one error."""
+    st.set_page_config(page_title="papscreen", layout="wide")
     try:
         settings = load_settings()
-        overview = placeholder.load_overview(database_for(str(settings.database_url)))
+        user, required = _identify(settings)
     except PapscreenError as e:
         st.error(str(e))
         return
-
-    st.subheader(f"Slides by status ({overview.total} in all)")
-    columns = st.columns(len(overview.counts))
-    for column, (status, count) in zip(columns, overview.counts.items(), strict=True):
-        column.metric(status, count)
-
-    st.subheader(f"The {placeholder.RECENT_SLIDES} newest slides")
-    if overview.recent:
-        st.dataframe(overview.recent, hide_index=True)
-    else:
-        st.info("No slides yet: drop scans into the intake folder.")
-
-    st.subheader("Champion models")
-    for stage, champion in overview.champions.items():
-        st.markdown(f"**{stage}**: {champion or 'none yet (train or import one: `papscreen models --help`)'}")
-
-
-main()
+    if required and user is None:
+        return  # only the sign-in form is on the page
+    _sidebar(settings, user)
+    database = database_for(str(settings.database_url))
+    try:
+        _database_ready(str(settings.database_url), database)
+    except DatabaseNotReadyError as e:
+        st.error(str(e))
+        return
+    ctx = DashboardContext(
+        settings=settings,
+        database=database,
+        user=user.name if user is not None else OPEN_ACCESS_USER,
+        signed_in=user is not None,
+        prefect_ui=prefect_ui_url(settings),
+    )
+    pages = {
+        name: st.Page(_page(module, ctx), title=title, icon=icon, url_path=name, default=name == DEFAULT_PAGE)
+        for name, title, icon, module in PAGES
+    }
+    navigation.register_pages(pages)
+    st.navigation(list(pages.values())).run()

@@ -19,7 +19,8 @@ from papscreen.config import Settings
 
 __all__ = ["APP_PATH", "start_dashboard", "stop_process", "streamlit_command"]
 
-APP_PATH = Path(__file__).resolve().with_name("app.py")
+APP_PATH = Path(__file__).resolve().parent / "serve" / "streamlit_app.py"
+"""The script Streamlit serves; not ``app.py`` itself, which sits beside ``pages/`` (see its docstring)."""
 
 
 def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
