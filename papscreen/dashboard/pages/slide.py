@@ -1,0 +1,507 @@
+"""The slide page: one slide's result, and where a cytotechnologist confirms or corrects its cells.
+
+Top to bottom: the header (category, adequacy, abnormal score, status, who reviewed it, the flow run), then the
+overlay beside the review panel, a region view of the scan around the chosen cell (whole slides only: on a
+thumbnail a cell is a dot), the gallery of the most suspicious cells per class, and the cell table.
+
+One cell is "chosen" at a time: from the review panel's select box, a gallery crop's button, or a row picked in
+the cell table. The region view centres on it and the review panel grades it. Each write (a cell's class, the
+slide marked reviewed) is one transaction through :mod:`papscreen.db.queries`, recorded under ``ctx.user``, and
+runs in a widget callback, so the page drawn right after already shows it. Reads are cached for
+``settings.dashboard.cache_ttl_seconds`` and every write clears the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from papscreen.bethesda import BETHESDA_CLASSES
+from papscreen.dashboard import navigation
+from papscreen.dashboard.context import DashboardContext
+from papscreen.dashboard.images import (
+    REGION_SIZES,
+    Picture,
+    load_gallery_crop,
+    load_overlay,
+    region_box,
+    region_view,
+)
+from papscreen.db import queries
+from papscreen.db.database import Database
+from papscreen.db.queries.slide_view import (
+    DEFAULT_CELL_LIMIT,
+    CellRow,
+    GalleryEntry,
+    PickerSlide,
+    SlideView,
+    cells_in_region,
+    slide_view,
+    slides_for_picker,
+)
+
+__all__ = ["GALLERY_SHOWN", "GALLERY_TABS", "PICKER_LIMIT", "render"]
+
+GALLERY_TABS: tuple[tuple[str, str], ...] = (
+    ("HSIL", "HSIL"),
+    ("SCC", "SCC"),
+    ("LSIL", "LSIL"),
+    ("NILM", "NILM, most suspicious"),
+)
+"""Gallery tabs (class, tab label): high grade first, as a screener looks; NILM shows its least certain cells."""
+
+GALLERY_SHOWN = 12
+"""Crops per gallery tab before "show all": enough to judge a class without paging through thirty."""
+
+GALLERY_COLUMNS = 6
+PICKER_LIMIT = 200
+REGION_CELL_LIMIT = 2000
+
+_FLASH_KEY = "slide_page_flash"
+
+
+# -- keys of this page's widgets (per slide, so opening another slide starts afresh) ----------------------------
+def _cell_key(slide_id: int) -> str:
+    return f"slide_{slide_id}_review_cell"
+
+
+def _label_key(slide_id: int, cell_id: int) -> str:
+    return f"slide_{slide_id}_cell_{cell_id}_label"
+
+
+def _table_key(slide_id: int) -> str:
+    return f"slide_{slide_id}_cells_table"
+
+
+def _table_seen_key(slide_id: int) -> str:
+    return f"slide_{slide_id}_cells_table_seen"
+
+
+# -- cached reads ---------------------------------------------------------------------------------------------------
+def _read_view(url: str, _database: Database, slide_id: int, cell_limit: int) -> SlideView:
+    """The slide as plain data (``url`` keys the cache; the database itself is not hashed)."""
+    with _database.session() as session:
+        return slide_view(session, slide_id, cell_limit=cell_limit)
+
+
+def _read_picker(url: str, _database: Database, limit: int) -> list[PickerSlide]:
+    with _database.session() as session:
+        return slides_for_picker(session, limit)
+
+
+def _read_region(
+    url: str,
+    _database: Database,
+    analysis_id: int,
+    stored_path: str | None,
+    center: tuple[float, float],
+    size: int,
+    dimensions: tuple[int, int] | None,
+    highlight: int | None,
+    limits: tuple[int, int],
+) -> Picture:
+    """The region picture: the cells in the window (read here), drawn on the scan's pixels."""
+    with _database.session() as session:
+        cells = cells_in_region(session, analysis_id, region_box(center, size, dimensions), limit=REGION_CELL_LIMIT)
+    return region_view(
+        stored_path,
+        center,
+        cells,
+        size=size,
+        highlight=highlight,
+        max_file_bytes=limits[0],
+        max_image_pixels=limits[1],
+    )
+
+
+def _read_crop(results_dir: str | None, file: str) -> Picture:
+    return load_gallery_crop(results_dir, file)
+
+
+def _read_overlay(results_dir: str | None, name: str | None) -> Picture:
+    return load_overlay(results_dir, name)
+
+
+@functools.cache
+def _cached(ttl: float) -> dict[str, Callable[..., Any]]:
+    """This page's cached reads, for the configured TTL (made once per TTL, so the caches persist across runs)."""
+    data = functools.partial(st.cache_data, ttl=ttl, show_spinner=False)
+    return {
+        "view": data(max_entries=64)(_read_view),
+        "picker": data(max_entries=8)(_read_picker),
+        "region": data(max_entries=32)(_read_region),
+        # Result files do not change once written, but a re-score rewrites them: same TTL.
+        "crop": data(max_entries=2000)(_read_crop),
+        "overlay": data(max_entries=4)(_read_overlay),  # a 2048-px overlay is 12 MB of pixels
+    }
+
+
+def _reads(ctx: DashboardContext) -> dict[str, Callable[..., Any]]:
+    return _cached(float(ctx.settings.dashboard.cache_ttl_seconds))
+
+
+def _url(ctx: DashboardContext) -> str:
+    return ctx.database.url.render_as_string(hide_password=False)
+
+
+# -- writes (widget callbacks: they run before the page is drawn again) -------------------------------------------
+def _flash(kind: str, message: str) -> None:
+    st.session_state[_FLASH_KEY] = (kind, message)
+
+
+def _show_flash() -> None:
+    flash = st.session_state.pop(_FLASH_KEY, None)
+    if flash is None:
+        return
+    kind, message = flash
+    (st.success if kind == "success" else st.error)(message)
+
+
+def _save_review(ctx: DashboardContext, slide_id: int, cell_id: int) -> None:
+    """Store the chosen class of one cell, recorded under the user, in one transaction."""
+    label = st.session_state.get(_label_key(slide_id, cell_id))
+    try:
+        with ctx.database.session() as session:
+            cell = queries.review_cell(session, cell_id, label=str(label), reviewer=ctx.user)
+            verb = "confirmed as" if cell.predicted_class == label else f"corrected from {cell.predicted_class} to"
+    except (LookupError, ValueError) as e:
+        _flash("error", f"The review was not saved: {e}")
+        return
+    except SQLAlchemyError as e:
+        _flash("error", f"The review was not saved: the database refused it ({e.__class__.__name__}). Try again.")
+        return
+    st.cache_data.clear()
+    _flash("success", f"Cell #{cell_id} {verb} {label}, recorded as {ctx.user}.")
+
+
+def _mark_reviewed(ctx: DashboardContext, slide_id: int) -> None:
+    """Record that the user finished reviewing the slide, in one transaction."""
+    try:
+        with ctx.database.session() as session:
+            queries.mark_slide_reviewed(session, slide_id, reviewer=ctx.user)
+    except LookupError as e:
+        _flash("error", f"The slide was not marked reviewed: {e}")
+        return
+    except SQLAlchemyError as e:
+        _flash("error", f"The slide was not marked reviewed: the database refused it ({e.__class__.__name__}).")
+        return
+    st.cache_data.clear()
+    _flash("success", f"Slide #{slide_id} marked reviewed by {ctx.user}.")
+
+
+def _choose_cell(slide_id: int, cell_id: int) -> None:
+    st.session_state[_cell_key(slide_id)] = cell_id
+
+
+# -- formatting -----------------------------------------------------------------------------------------------------
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M} UTC"
+
+
+def _cell_label(cell: CellRow | None, cell_id: int) -> str:
+    if cell is None:
+        return f"#{cell_id}"
+    reviewed = f", reviewed {cell.reviewer_label}" if cell.reviewer_label else ""
+    return f"#{cell.id} {cell.predicted_class} {cell.suspicion:.2f} at ({cell.x:.0f}, {cell.y:.0f}){reviewed}"
+
+
+# -- the page -------------------------------------------------------------------------------------------------------
+def render(ctx: DashboardContext) -> None:
+    """Draw the slide page for the selected slide, or a picker when none is selected."""
+    slide_id = navigation.selected_slide()
+    if slide_id is None:
+        st.title("Slide review")
+        _picker(ctx, "Choose a slide to review (the worklist opens one too).")
+        return
+    try:
+        view: SlideView = _reads(ctx)["view"](_url(ctx), ctx.database, slide_id, DEFAULT_CELL_LIMIT)
+    except LookupError:
+        st.title("Slide review")
+        st.error(f"There is no slide #{slide_id}: it may have been removed. Choose another.")
+        _picker(ctx, "Choose a slide to review.")
+        return
+    except SQLAlchemyError as e:
+        st.error(f"Cannot read slide #{slide_id} from the database ({e.__class__.__name__}). Reload the page.")
+        return
+    st.query_params[navigation.SLIDE_PARAM] = str(slide_id)
+
+    _header(ctx, view)
+    _show_flash()
+    if not view.has_analysis:
+        _no_result(ctx, view)
+        with st.expander("Open another slide"):
+            _picker(ctx, "Another slide:")
+        return
+
+    top_left, top_right = st.columns([3, 2], gap="large")
+    gallery_area, table_area = st.container(), st.container()
+    with table_area:
+        _cell_table(view)  # before the review panel, so a row picked in it becomes the chosen cell
+    with top_right:
+        chosen = _review_panel(ctx, view)
+    with top_left:
+        _pictures(ctx, view, chosen)
+    with gallery_area:
+        _gallery(ctx, view)
+    with st.expander("Open another slide"):
+        _picker(ctx, "Another slide:")
+
+
+def _picker(ctx: DashboardContext, prompt: str) -> None:
+    try:
+        slides: list[PickerSlide] = _reads(ctx)["picker"](_url(ctx), ctx.database, PICKER_LIMIT)
+    except SQLAlchemyError as e:
+        st.error(f"Cannot list the slides ({e.__class__.__name__}). Check the database, then reload.")
+        return
+    if not slides:
+        st.info("No slides yet: scans dropped into the intake folder appear here once analysed.")
+        return
+    labels = {s.id: s.label for s in slides}
+    picked = st.selectbox(
+        prompt,
+        list(labels),
+        index=None,
+        format_func=lambda i: labels.get(i, f"#{i}"),
+        placeholder="Slides to review first, most abnormal first",
+        key="slide_picker",
+    )
+    if st.button("Open slide", key="slide_picker_open", disabled=picked is None, type="primary") and picked:
+        st.query_params[navigation.SLIDE_PARAM] = str(picked)
+        navigation.open_slide(int(picked))
+        st.rerun()
+
+
+def _header(ctx: DashboardContext, view: SlideView) -> None:
+    st.title(view.name)
+    st.caption(
+        f"Slide #{view.id} · {view.status} · received {_when(view.received_at)}"
+        + (f" · analysed {_when(view.finished_at)}" if view.finished_at else "")
+    )
+    score = "-" if view.abnormal_score is None else f"{view.abnormal_score:.3f}"
+    category, adequacy, abnormal, status = st.columns(4)
+    category.metric("Category", view.category or "-")
+    adequacy.metric("Adequacy", view.adequacy or "-", help=view.summary.get("adequacy_reason") or None)
+    abnormal.metric("Abnormal score", score)
+    status.metric("Status", view.status)
+    facts = []
+    if view.reviewed_at is not None:
+        facts.append(f"**Reviewed** by {view.reviewed_by} at {_when(view.reviewed_at)}")
+    else:
+        facts.append("**Not reviewed yet**")
+    if view.has_analysis:
+        facts.append(f"{view.cells_reviewed} of {view.cells_total} cells reviewed")
+    url = ctx.flow_run_url(view.flow_run_id)
+    if url:
+        facts.append(f"[Flow run in the Prefect UI]({url})")
+    elif view.flow_run_id:
+        facts.append(f"flow run `{view.flow_run_id}`")
+    st.markdown(" · ".join(facts))
+    if view.stage1_model or view.stage2_model:
+        st.caption(f"Models: stage 1 {view.stage1_model or '-'}, stage 2 {view.stage2_model or '-'}")
+
+
+def _no_result(ctx: DashboardContext, view: SlideView) -> None:
+    if view.status == "duplicate":
+        st.info(f"This scan is a duplicate of slide #{view.duplicate_of_id}; open that one to review it.")
+    elif view.status in ("failed", "quarantined"):
+        st.error(f"This slide has no result: it {view.status}. {view.error or ''}".strip())
+    else:
+        _wait_for_result(ctx, view)
+
+
+def _wait_for_result(ctx: DashboardContext, view: SlideView) -> None:
+    """Say the slide is waiting, and look again every few seconds: the whole page redraws when its result lands."""
+
+    @st.fragment(run_every=ctx.settings.dashboard.refresh_seconds)
+    def waiting() -> None:
+        try:
+            now: SlideView = _reads(ctx)["view"](_url(ctx), ctx.database, view.id, DEFAULT_CELL_LIMIT)
+        except (LookupError, SQLAlchemyError):
+            now = view  # the next look says more; the page already shows what is known
+        if (now.status, now.has_analysis) != (view.status, view.has_analysis):
+            st.rerun()
+        st.info(f"This slide has no result yet (it is {view.status}); the page fills in when its analysis ends.")
+
+    waiting()
+
+
+def _cell_table(view: SlideView) -> None:
+    st.subheader("Cells")
+    st.caption(f"The {len(view.cells)} most suspicious of {view.cells_total} cells. Pick a row to review that cell.")
+    if not view.cells:
+        st.info("The analysis found no cells on this slide.")
+        return
+    rows = [
+        {
+            "id": c.id,
+            "class": c.predicted_class,
+            "suspicion": c.suspicion,
+            **{f"P({k})": c.probabilities.get(k) for k in BETHESDA_CLASSES},
+            "reviewed as": c.reviewer_label,
+            "reviewed by": c.reviewer,
+            "reviewed at": c.reviewed_at,
+            "x": round(c.x),
+            "y": round(c.y),
+        }
+        for c in view.cells
+    ]
+    key = _table_key(view.id)
+    event = st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        key=key,
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={
+            "suspicion": st.column_config.ProgressColumn("suspicion", min_value=0.0, max_value=1.0, format="%.2f"),
+            **{f"P({k})": st.column_config.NumberColumn(format="%.2f") for k in BETHESDA_CLASSES},
+            "reviewed at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", timezone="UTC"),
+        },
+    )
+    selected = list(getattr(getattr(event, "selection", None), "rows", None) or [])
+    seen_key = _table_seen_key(view.id)
+    if selected != st.session_state.get(seen_key):
+        st.session_state[seen_key] = selected
+        if selected and 0 <= selected[0] < len(view.cells):
+            _choose_cell(view.id, view.cells[selected[0]].id)
+
+
+def _review_panel(ctx: DashboardContext, view: SlideView) -> CellRow | None:
+    """The chosen cell, its class to confirm or correct, and the slide's "reviewed" button; returns the cell."""
+    st.subheader("Review")
+    if ctx.signed_in:
+        st.caption(f"Reviews are recorded as **{ctx.user}**.")
+    else:
+        st.warning(f"Open access: reviews are recorded as **{ctx.user}**, not a person's name.")
+    cells = view.reviewable_cells
+    chosen: CellRow | None = None
+    if cells:
+        ids = [c.id for c in cells]
+        key = _cell_key(view.id)
+        if st.session_state.get(key) not in ids:
+            st.session_state[key] = ids[0]
+        by_id = {c.id: c for c in cells}
+        cell_id = st.selectbox(
+            "Cell", ids, key=key, format_func=lambda i: _cell_label(by_id.get(i), i), help="Most suspicious first."
+        )
+        chosen = by_id.get(int(cell_id)) if cell_id is not None else None
+    if chosen is not None:
+        crop = next((g for g in view.gallery if g.cell_id == chosen.id), None)
+        if crop is not None:
+            picture: Picture = _reads(ctx)["crop"](view.results_dir, crop.file)
+            if picture.ok:
+                st.image(picture.source, caption=f"{crop.cls} #{crop.rank}", width=160)
+        st.markdown(
+            f"Model: **{chosen.predicted_class}** · "
+            + " · ".join(f"{k} {chosen.probabilities.get(k, 0.0):.2f}" for k in BETHESDA_CLASSES)
+        )
+        if chosen.reviewer_label:
+            st.caption(f"Reviewed as {chosen.reviewer_label} by {chosen.reviewer} at {_when(chosen.reviewed_at)}.")
+        label_key = _label_key(view.id, chosen.id)
+        st.radio(
+            "Class",
+            BETHESDA_CLASSES,
+            index=BETHESDA_CLASSES.index(chosen.label) if chosen.label in BETHESDA_CLASSES else 0,
+            key=label_key,
+            horizontal=True,
+        )
+        st.button(
+            "Save",
+            key=f"slide_{view.id}_save",
+            type="primary",
+            on_click=_save_review,
+            args=(ctx, view.id, chosen.id),
+            help="Confirm or correct this cell's class; retraining uses it.",
+        )
+    else:
+        st.info("No cell to review on this slide.")
+    st.divider()
+    st.button(
+        "Mark slide reviewed" if view.reviewed_at is None else "Mark slide reviewed again",
+        key=f"slide_{view.id}_mark_reviewed",
+        on_click=_mark_reviewed,
+        args=(ctx, view.id),
+    )
+    return chosen
+
+
+def _pictures(ctx: DashboardContext, view: SlideView, chosen: CellRow | None) -> None:
+    overlay: Picture = _reads(ctx)["overlay"](view.results_dir, view.overlay_file)
+    if overlay.ok:
+        st.image(overlay.source, caption="Overlay: every cell boxed in its class colour", width="stretch")
+    else:
+        st.warning(overlay.message)
+    if view.scan_kind != "slide":
+        return
+    st.subheader("Region view")
+    if chosen is None:
+        st.info("Choose a cell to see the scan around it.")
+        return
+    size = st.select_slider("Region (level-0 pixels)", REGION_SIZES, value=512, key=f"slide_{view.id}_region_size")
+    dimensions = (view.width, view.height) if view.width and view.height else None
+    limits = (ctx.settings.limits.max_file_bytes, ctx.settings.limits.max_image_pixels)
+    picture: Picture = _reads(ctx)["region"](
+        _url(ctx),
+        ctx.database,
+        view.analysis_id,
+        view.stored_path,
+        (chosen.x, chosen.y),
+        int(size),
+        dimensions,
+        chosen.id,
+        limits,
+    )
+    if picture.ok:
+        st.image(picture.image, caption=f"Around cell #{chosen.id} (ringed): {picture.caption}", width="stretch")
+    else:
+        st.warning(picture.message)
+
+
+def _gallery(ctx: DashboardContext, view: SlideView) -> None:
+    st.subheader("Gallery")
+    if not view.gallery:
+        st.info("This analysis kept no gallery (gallery size 0, or no cells).")
+        return
+    tabs = st.tabs([f"{label} ({len(view.gallery_of(cls))})" for cls, label in GALLERY_TABS])
+    for tab, (cls, _label) in zip(tabs, GALLERY_TABS, strict=True):
+        with tab:
+            _gallery_tab(ctx, view, cls)
+
+
+def _gallery_tab(ctx: DashboardContext, view: SlideView, cls: str) -> None:
+    entries = view.gallery_of(cls)
+    if not entries:
+        st.caption(f"No {cls} cells.")
+        return
+    show_all = len(entries) > GALLERY_SHOWN and st.toggle(
+        f"Show all {len(entries)}", key=f"slide_{view.id}_gallery_{cls}_all"
+    )
+    shown = entries if show_all else entries[:GALLERY_SHOWN]
+    read = _reads(ctx)["crop"]
+    for start in range(0, len(shown), GALLERY_COLUMNS):
+        for column, entry in zip(st.columns(GALLERY_COLUMNS), shown[start : start + GALLERY_COLUMNS], strict=False):
+            with column:
+                _gallery_crop(view, entry, read)
+
+
+def _gallery_crop(view: SlideView, entry: GalleryEntry, read: Callable[..., Any]) -> None:
+    picture: Picture = read(view.results_dir, entry.file)
+    caption = f"#{entry.rank} · p={entry.probability:.2f}"
+    if picture.ok:
+        st.image(picture.source, caption=caption, width="stretch")
+    else:
+        st.caption(f"{caption}: {picture.message}")
+    st.button(
+        "Review",
+        key=f"slide_{view.id}_gallery_{entry.cls}_{entry.rank}",
+        on_click=_choose_cell,
+        args=(view.id, entry.cell_id),
+        disabled=entry.cell_id is None,
+        help="Choose this cell in the review panel." if entry.cell_id else "No cell row matches this crop.",
+    )

@@ -1,0 +1,285 @@
+"""The slide page through AppTest against a seeded database: what it shows, and the reviews it writes."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from papscreen.dashboard.context import OPEN_ACCESS_USER
+from papscreen.db import queries
+from papscreen.db.database import Database
+from papscreen.db.queries.slide_view import slide_view
+from papscreen.imaging.image_io import write_rgb
+from tests.db.test_slide_view_queries import BY_SUSPICION, PLANNED, SCAN_SIDE, seed_models, seed_slide
+
+PREFECT_UI = "http://prefect.test:4200"
+
+
+def _page(url: str, user: str, signed_in: bool) -> None:
+    """The AppTest script: the slide page alone, with a context as the app builds it."""
+    import streamlit as st
+
+    from papscreen.config import load_settings
+    from papscreen.dashboard.context import DashboardContext
+    from papscreen.dashboard.pages import slide
+    from papscreen.db.database import Database
+
+    @st.cache_resource(on_release=Database.dispose)
+    def database(url: str) -> Database:
+        return Database(url)
+
+    slide.render(DashboardContext(load_settings(), database(url), user, signed_in, "http://prefect.test:4200"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_caches() -> Iterator[None]:
+    """Each test reads its own database: no cached answer or engine from an earlier test."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
+    """A migrated SQLite database, for the page tests that need not run on both backends."""
+    path = tmp_path / "page.db"
+    shutil.copyfile(sqlite_template, path)
+    database = Database(f"sqlite:///{path}")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def scan(tmp_path: Path) -> Path:
+    """The stored scan: a plain grey square (enough for the region view to read a window of)."""
+    path = tmp_path / "store" / "case-017.png"
+    write_rgb(path, np.full((SCAN_SIDE, SCAN_SIDE, 3), 230, np.uint8))
+    return path
+
+
+def _seed(database: Database, tmp_path: Path, scan: Path, **kwargs: Any) -> int:
+    return seed_slide(database, models=seed_models(database), results_dir=tmp_path / "results", scan=scan, **kwargs)
+
+
+def _app(database: Database, slide_id: int | None, *, user: str = OPEN_ACCESS_USER, signed_in: bool = False) -> AppTest:
+    url = database.url.render_as_string(hide_password=False)
+    app = AppTest.from_function(_page, kwargs={"url": url, "user": user, "signed_in": signed_in}, default_timeout=60)
+    if slide_id is not None:
+        app.query_params["slide"] = str(slide_id)
+    return app.run()
+
+
+def _ok(app: AppTest) -> AppTest:
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+def _text(app: AppTest) -> str:
+    return " ".join(
+        [m.value for m in app.markdown]
+        + [c.value for c in app.caption]
+        + [w.value for w in app.warning]
+        + [i.value for i in app.info]
+    )
+
+
+def _cell_ids(database: Database, slide_id: int) -> list[int]:
+    with database.session() as s:
+        return [c.id for c in slide_view(s, slide_id).cells]
+
+
+def test_page_shows_the_slide(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+
+    app = _ok(_app(sqlite_database, slide_id))
+
+    assert not app.error
+    assert app.title[0].value == "case-017.svs"
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics == {"Category": "HSIL", "Adequacy": "satisfactory", "Abnormal score": "0.870", "Status": "done"}
+    text = _text(app)
+    assert f"{PREFECT_UI}/runs/flow-run/run-{slide_id}" in text
+    assert "**Not reviewed yet**" in text
+    assert "0 of 6 cells reviewed" in text
+    assert "Models: stage 1 s1-test (cnn20plus), stage 2 s2-test (resnet50)" in text
+    assert [t.label for t in app.tabs] == ["HSIL (1)", "SCC (1)", "LSIL (1)", "NILM, most suspicious (2)"]
+    captions = [c for image in app.image for c in image.captions]
+    assert captions[0] == "Overlay: every cell boxed in its class colour"
+    assert captions[1].startswith("Around cell #")  # the region view of a whole slide
+    assert "#1 · p=0.95" in captions
+    assert "HSIL #1" in captions  # the chosen cell's crop in the review panel
+    assert sum(c.startswith("#") for c in captions) == 5  # one crop per gallery entry
+    assert [b.label for b in app.button].count("Review") == 5
+    table = app.dataframe[0].value
+    assert list(table["suspicion"]) == [PLANNED[i].suspicion for i in BY_SUSPICION]
+    assert list(table["class"])[:2] == ["HSIL", "SCC"]
+    assert app.selectbox[0].value == table["id"][0]  # the most suspicious cell is chosen first
+    assert app.radio[0].value == "HSIL"
+    assert app.query_params["slide"] == str(slide_id)  # the page's URL names the slide, to share it
+
+
+@pytest.mark.parametrize("signed_in", [True, False], ids=["signed-in", "open-access"])
+def test_saving_a_review_records_user_and_time(database: Database, tmp_path: Path, scan: Path, signed_in: bool) -> None:
+    slide_id = _seed(database, tmp_path, scan)
+    user = "ann" if signed_in else OPEN_ACCESS_USER
+    target = _cell_ids(database, slide_id)[1]  # the SCC cell
+    app = _ok(_app(database, slide_id, user=user, signed_in=signed_in))
+    if signed_in:
+        assert "Reviews are recorded as **ann**." in _text(app)
+    else:
+        assert f"Open access: reviews are recorded as **{OPEN_ACCESS_USER}**" in app.warning[0].value
+
+    app.selectbox[0].set_value(target).run()
+    _ok(app)
+    assert app.radio[0].value == "SCC"
+    app.radio[0].set_value("HSIL")
+    app.button(key=f"slide_{slide_id}_save").click().run()
+    _ok(app)
+
+    assert app.success[0].value == f"Cell #{target} corrected from SCC to HSIL, recorded as {user}."
+    with database.session() as s:
+        cell = next(c for c in slide_view(s, slide_id).cells if c.id == target)
+        events = queries.list_events(s, entity_type="cell", entity_id=target)
+        corrections = queries.reviewed_cells(s)
+    assert (cell.reviewer_label, cell.reviewer, cell.predicted_class) == ("HSIL", user, "SCC")
+    assert cell.reviewed_at is not None
+    assert [(e.action, e.actor) for e in events] == [("cell.reviewed", user)]
+    assert events[0].details["label"] == "HSIL"
+    assert events[0].details["predicted"] == "SCC"
+    assert [(c.cell_id, c.label) for c in corrections] == [(target, "HSIL")]  # what retraining reads
+    table = app.dataframe[0].value
+    row = table[table["id"] == target].iloc[0]
+    assert (row["reviewed as"], row["reviewed by"]) == ("HSIL", user)
+    assert "1 of 6 cells reviewed" in _text(app)
+
+
+def test_confirming_a_cell_says_so(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    app = _ok(_app(sqlite_database, slide_id, user="bob", signed_in=True))
+
+    app.button(key=f"slide_{slide_id}_save").click().run()
+
+    top = _cell_ids(sqlite_database, slide_id)[0]
+    assert _ok(app).success[0].value == f"Cell #{top} confirmed as HSIL, recorded as bob."
+
+
+def test_mark_slide_reviewed(database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(database, tmp_path, scan)
+    app = _ok(_app(database, slide_id, user="ann", signed_in=True))
+
+    app.button(key=f"slide_{slide_id}_mark_reviewed").click().run()
+    _ok(app)
+
+    assert app.success[0].value == f"Slide #{slide_id} marked reviewed by ann."
+    assert "**Reviewed** by ann at " in _text(app)
+    with database.session() as s:
+        slide = queries.get_slide(s, slide_id)
+        assert slide is not None
+        assert slide.reviewed_by == "ann"
+        assert slide.reviewed_at is not None
+        events = queries.list_events(s, entity_type="slide", entity_id=slide_id)
+        assert ("slide.reviewed", "ann") in [(e.action, e.actor) for e in events]
+
+
+def test_a_gallery_crop_chooses_its_cell(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    app = _ok(_app(sqlite_database, slide_id))
+    with sqlite_database.session() as s:
+        nilm_second = slide_view(s, slide_id).gallery_of("NILM")[1].cell_id
+
+    app.button(key=f"slide_{slide_id}_gallery_NILM_2").click().run()
+    _ok(app)
+
+    assert app.selectbox[0].value == nilm_second
+    assert app.radio[0].value == "NILM"
+
+
+def test_a_table_row_chooses_its_cell(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    app = _ok(_app(sqlite_database, slide_id))
+    third = _cell_ids(sqlite_database, slide_id)[2]
+
+    app.session_state[f"slide_{slide_id}_cells_table"] = {"selection": {"rows": [2]}}
+    app.run()
+    _ok(app)
+
+    assert app.selectbox[0].value == third
+    assert app.radio[0].value == "LSIL"
+
+
+def test_picker_opens_a_slide(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    app = _ok(_app(sqlite_database, None))
+
+    assert app.title[0].value == "Slide review"
+    assert app.selectbox[0].options == [f"#{slide_id} case-017.svs: HSIL, score 0.870, to review"]
+    app.selectbox[0].set_value(slide_id).run()
+    app.button(key="slide_picker_open").click().run()
+    _ok(app)
+
+    assert app.title[0].value == "case-017.svs"
+
+
+def test_empty_database_says_so(sqlite_database: Database) -> None:
+    app = _ok(_app(sqlite_database, None))
+
+    assert "No slides yet" in app.info[0].value
+
+
+def test_unknown_slide_shows_an_error_and_the_picker(sqlite_database: Database) -> None:
+    app = _ok(_app(sqlite_database, 4242))
+
+    assert app.error[0].value == "There is no slide #4242: it may have been removed. Choose another."
+
+
+@pytest.mark.parametrize("status", ["queued", "failed"])
+def test_slide_without_a_result(sqlite_database: Database, status: str) -> None:
+    slide_id = seed_slide(sqlite_database, "waiting.svs", analysed=False)
+    if status == "failed":
+        with sqlite_database.session() as s:
+            queries.fail_slide(s, slide_id, "unreadable tile at (0, 0)")
+
+    app = _ok(_app(sqlite_database, slide_id))
+
+    assert app.title[0].value == "waiting.svs"
+    assert not app.image
+    assert not app.dataframe
+    assert not app.radio
+    if status == "failed":
+        assert app.error[0].value == "This slide has no result: it failed. unreadable tile at (0, 0)"
+    else:
+        assert "no result yet (it is queued)" in app.info[0].value
+
+
+def test_missing_files_give_messages_not_errors(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    shutil.rmtree(tmp_path / "results")
+    scan.unlink()
+
+    app = _ok(_app(sqlite_database, slide_id))
+
+    warnings = [w.value for w in app.warning]
+    assert any("overlay" in w and "is missing" in w for w in warnings)
+    assert any("no longer in the slide store" in w for w in warnings)
+    assert not app.image
+    assert any("gallery crop" in c.value and "is missing" in c.value for c in app.caption)
+    assert app.dataframe  # the cells and the review still work
+    assert app.radio
+
+
+def test_a_field_has_no_region_view(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan, scan_kind="field")
+
+    app = _ok(_app(sqlite_database, slide_id))
+
+    assert "Region view" not in [h.value for h in app.subheader]
+    assert not any(c.startswith("Around cell") for image in app.image for c in image.captions)
