@@ -63,9 +63,9 @@ def add(
         if existed and name in load_users(path) and not replace:  # say so before asking for a password
             raise UsersFileError(f"user {name!r} already exists in {path}: pass --replace to change their password")
         user = add_user(path, name, _read_password(password_stdin), display_name=display_name, replace=replace)
-    console.print(f"user {user.name} ({user.display_name}) saved in {path}", highlight=False)
+    console.print(f"user {user.name} ({user.display_name}) saved in {path}", highlight=False, soft_wrap=True)
     if not existed:
-        console.print("the dashboard now asks everyone to sign in", highlight=False)
+        console.print("the dashboard now asks everyone to sign in", highlight=False, soft_wrap=True)
 
 
 @app.command("remove")
@@ -77,7 +77,7 @@ def remove(
     path = _users_file(ctx)
     with fail_cleanly():
         left = remove_user(path, name)
-    console.print(f"removed user {name} from {path}", highlight=False)
+    console.print(f"removed user {name} from {path}", highlight=False, soft_wrap=True)
     if not left:
         err_console.print(
             f"[bold yellow]warning:[/] no users left: the dashboard lets nobody in until you add one, "
@@ -95,12 +95,13 @@ def list_users(ctx: typer.Context) -> None:
         console.print(
             f"no users file ({path}): the dashboard runs without sign-in; `papscreen users add NAME` adds one",
             highlight=False,
+            soft_wrap=True,
         )
         return
     with fail_cleanly():
         users = load_users(path)
     if not users:
-        console.print(f"{path} has no users: nobody can sign in to the dashboard", highlight=False)
+        console.print(f"{path} has no users: nobody can sign in to the dashboard", highlight=False, soft_wrap=True)
         return
     table = Table(title="dashboard users", caption=str(path))
     table.add_column("name")
