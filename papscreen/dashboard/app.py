@@ -136,8 +136,25 @@ def _identify(settings: Settings) -> tuple[auth.User | None, bool]:
     users = auth.load_users(users_file)
     user = auth.signed_in_user(users)
     if user is None:
+        _keep_the_address()
         auth.sign_in_form(users)
     return user, True
+
+
+def _nothing() -> None:
+    """The body of a page before sign-in: never run (only the sign-in form is drawn)."""
+
+
+def _keep_the_address() -> None:
+    """Register the pages (hidden, empty) without running any, so signing in lands on the page the URL asked for.
+
+    Without this, a bookmark such as ``/slide?slide=12`` would open the overview after sign-in. The page bodies
+    here draw nothing and are never run: the URL only selects which real page the next run shows.
+    """
+    st.navigation(
+        [st.Page(_nothing, title=title, url_path=name, default=name == DEFAULT_PAGE) for name, title, _, _ in PAGES],
+        position="hidden",
+    )
 
 
 def _sidebar(settings: Settings, user: auth.User | None) -> None:

@@ -320,21 +320,23 @@ def sign_in_form(users: dict[str, User]) -> None:
 
     A failure says only ``wrong name or password``, never which of the two was wrong.
     """
-    st.title("papscreen")
-    with st.form("sign-in"):
-        st.subheader("Sign in")
-        name = st.text_input("Name", autocomplete="username")
-        password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = st.form_submit_button("Sign in", type="primary")
-    if not users:
-        st.error("The users file has no users, so nobody can sign in: add one with `papscreen users add NAME`.")
-        return
-    if not submitted:
-        return
-    user = _check_credentials(users, name, password)
-    if user is None:
-        st.error(WRONG_CREDENTIALS)
-        return
+    _, middle, _ = st.columns([1, 2, 1])
+    with middle:
+        st.title("papscreen")
+        with st.form("sign-in"):
+            st.subheader("Sign in")
+            name = st.text_input("Name", autocomplete="username")
+            password = st.text_input("Password", type="password", autocomplete="current-password")
+            submitted = st.form_submit_button("Sign in", type="primary")
+        if not users:
+            st.error("The users file has no users, so nobody can sign in: add one with `papscreen users add NAME`.")
+            return
+        if not submitted:
+            return
+        user = _check_credentials(users, name, password)
+        if user is None:
+            st.error(WRONG_CREDENTIALS)
+            return
     st.session_state[SESSION_USER_KEY] = user.name
     st.rerun()
 
