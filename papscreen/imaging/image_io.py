@@ -140,12 +140,20 @@ def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
         return to_rgb8(image)
 
 
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of PNGs written: level 1 encodes an overlay or a gallery crop several times faster than the default
+6 for files about a fifth larger (measured on 2048x1536 overlays: the analysis' exports took 1.25 s at 6)."""
+
+
 def write_rgb(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
-    """Write an HxWx3 uint8 array; the format follows the suffix (JPEG gets ``quality``)."""
+    """Write an HxWx3 uint8 array; the format follows the suffix (JPEG gets ``quality``, PNG a fast zlib level)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-    if path.suffix.lower() in {".jpg", ".jpeg"}:
+    suffix = path.suffix.lower()
+    if suffix in {".jpg", ".jpeg"}:
         image.save(path, quality=quality)
+    elif suffix == ".png":
+        image.save(path, compress_level=PNG_COMPRESS_LEVEL)
     else:
         image.save(path)
