@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +21,7 @@ import typer
 from rich.table import Table
 
 from papscreen.cli.common import console, fail_cleanly, progress_bar, settings_from
-from papscreen.cli.service_cmd import prepare_database, run_service
+from papscreen.cli.service_cmd import local_prefect_server, prepare_database, run_service
 from papscreen.cli.synth_cmd import Scale, summary_table
 from papscreen.config import Settings
 from papscreen.datasets.conventions import MANIFEST_NAME
@@ -131,8 +132,10 @@ def demo(
 ) -> None:
     """Set up papscreen on embedded defaults, train quick demo models, drop demo scans, and run the service."""
     settings = settings_from(ctx)
-    with fail_cleanly():
+    with ExitStack() as stack, fail_cleanly():
         settings.ensure_folders()
+        # the local Prefect server warms up while data and models are prepared (it needs none of them)
+        server = None if once else stack.enter_context(local_prefect_server(settings))
         steps = [("folders", f"under {settings.home}"), ("database", prepare_database(settings))]
         steps.append(("training data", _prepare_synthetic_data(settings.data_dir, scale, seed)))  # type: ignore[arg-type]
         database = Database(settings.database_url)
@@ -142,19 +145,21 @@ def demo(
             database.dispose()
         dropped = drop_demo_scans(settings)
         steps.append(("demo scans", f"{len(dropped)} dropped into {dropped[0].parent if dropped else '-'}"))
+        _print_steps(steps)
+        config = getattr(ctx.find_root().obj, "config_file", None)
+        if once:
+            report = intake_flow(config=str(config) if config else None, dispatch="inline")
+            for analysis in report["analyses"]:
+                console.print(
+                    f"slide {analysis.get('slide_id')}: {analysis.get('status')} "
+                    f"{analysis.get('cells', '')} cells {analysis.get('category', '')}"
+                )
+            return
+        run_service(settings, str(config) if config else None, dashboard=not no_dashboard, server=server)
+
+
+def _print_steps(steps: list[tuple[str, str]]) -> None:
     table = Table(title="papscreen demo", show_header=False)
     for step, outcome in steps:
         table.add_row(f"[bold]{step}[/]", outcome)
     console.print(table)
-    config = getattr(ctx.find_root().obj, "config_file", None)
-    if once:
-        with fail_cleanly():
-            report = intake_flow(config=str(config) if config else None, dispatch="inline")
-        for analysis in report["analyses"]:
-            console.print(
-                f"slide {analysis.get('slide_id')}: {analysis.get('status')} "
-                f"{analysis.get('cells', '')} cells {analysis.get('category', '')}"
-            )
-        return
-    with fail_cleanly():
-        run_service(settings, str(config) if config else None, dashboard=not no_dashboard)

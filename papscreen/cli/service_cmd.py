@@ -14,8 +14,10 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -31,7 +33,7 @@ from papscreen.flows.deployments import serve_all
 from papscreen.flows.intake import intake_flow
 from papscreen.flows.rescore import rescore_flow
 
-__all__ = ["app", "local_prefect_server", "prepare_database"]
+__all__ = ["PrefectServer", "app", "local_prefect_server", "prepare_database", "run_service"]
 
 app = typer.Typer()
 
@@ -113,12 +115,40 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@dataclass
+class PrefectServer:
+    """The Prefect API the service uses, and the local server process behind it when ``up`` started one."""
+
+    url: str
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def wait_ready(self) -> str:
+        """Wait until the API answers (a started server takes seconds); returns its URL."""
+        if self.process is None:
+            return self.url
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _healthy(self.url):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited (code {self.process.returncode}); see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the Prefect server did not answer at {self.url} within {SERVER_START_TIMEOUT_S:.0f} s; "
+                    f"see {self.log_path}"
+                )
+            time.sleep(0.5)  # polling a server's health while it starts, not synchronising test steps
+        return self.url
+
+
 @contextmanager
-def local_prefect_server(settings: Settings) -> Iterator[str]:
-    """The Prefect API to use: ``PREFECT_API_URL`` when set, else a local server started (and stopped) here."""
+def local_prefect_server(settings: Settings) -> Iterator[PrefectServer]:
+    """The Prefect API to use: ``PREFECT_API_URL`` when set, else a local server started (and stopped) here.
+
+    The server is started, not awaited: ``demo`` prepares data and models meanwhile, then calls ``wait_ready``.
+    """
     configured = os.environ.get("PREFECT_API_URL")
     if configured:
-        yield configured
+        yield PrefectServer(configured)
         return
     port = settings.orchestration.prefect_port
     url = f"http://127.0.0.1:{port}/api"
@@ -131,26 +161,19 @@ def local_prefect_server(settings: Settings) -> Iterator[str]:
         "DO_NOT_TRACK": "1",
         "PREFECT_UI_API_URL": url,
     }
-    log = (prefect_home / "server.log").open("ab")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log_path = prefect_home / "server.log"
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _healthy(url):
-            if server.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited (code {server.returncode}); see {log.name}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Prefect server did not answer at {url} within {SERVER_START_TIMEOUT_S:.0f} s")
-            time.sleep(0.5)  # polling a server's health while it starts, not synchronising test steps
-        yield url
+        yield PrefectServer(url, server, log_path)
     finally:
         stop_process(server)
-        log.close()
 
 
 @contextmanager
@@ -167,11 +190,19 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_service(settings: Settings, config: str | None, *, dashboard: bool = True) -> None:
-    """Everything `up` runs, until Ctrl-C or SIGTERM: server (if needed), dashboard, every deployment."""
+def run_service(
+    settings: Settings, config: str | None, *, dashboard: bool = True, server: PrefectServer | None = None
+) -> None:
+    """Everything `up` runs, until Ctrl-C or SIGTERM: server (if needed), dashboard, every deployment.
+
+    ``server``: one already started (by ``demo``, so it warmed up while data and models were prepared).
+    """
     settings.ensure_folders()
     console.print(prepare_database(settings))
-    with _stop_on_sigterm(), local_prefect_server(settings) as api_url:
+    with _stop_on_sigterm(), ExitStack() as stack:
+        if server is None:
+            server = stack.enter_context(local_prefect_server(settings))
+        api_url = server.wait_ready()
         os.environ["PREFECT_API_URL"] = api_url  # flow runs start as child processes; they read it
         ui = api_url.removesuffix("/api")
         board = start_dashboard(settings) if dashboard else None

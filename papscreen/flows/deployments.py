@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments import run_deployment
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 
@@ -62,7 +63,15 @@ def build_deployments(settings: Settings, config: str | None = None) -> list[Run
     ]
 
 
-def serve_all(settings: Settings, config: str | None = None) -> None:
-    """Serve every deployment from this process until interrupted (Ctrl-C, SIGTERM)."""
+def serve_all(settings: Settings, config: str | None = None, *, intake_now: bool = True) -> None:
+    """Serve every deployment from this process until interrupted (Ctrl-C, SIGTERM).
+
+    ``intake_now``: start an intake pass at once (what arrived while the service was down is taken now, not at
+    the schedule's next slot, which a fresh deployment may place up to an interval away).
+    """
     ensure_compute_limit(settings)
-    serve(*build_deployments(settings, config), print_starting_message=False)
+    deployments = build_deployments(settings, config)
+    if intake_now:
+        deployments[0].apply()
+        run_deployment("intake/intake", timeout=0, parameters={"config": config})
+    serve(*deployments, print_starting_message=False, pause_on_shutdown=False)
