@@ -4,13 +4,11 @@ known failures become one error, and the Prefect UI address is found."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from PIL import Image
 from sqlalchemy.exc import OperationalError
 from streamlit.testing.v1 import AppTest
@@ -24,6 +22,12 @@ from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import Decision, ModelStage, TrainingStatus
 from papscreen.errors import PapscreenError
+from tests.dashboard.apptest_helpers import (
+    assert_ok,
+    database_url,
+    fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
+    run_ok,
+)
 
 CLASSES = ("NILM", "LSIL", "HSIL", "SCC")
 
@@ -152,7 +156,7 @@ def seed_dashboard(database: Database, results_dir: Path) -> Seeded:
                 duration_s=2.5,
             )
     return Seeded(
-        url=database.url.render_as_string(hide_password=False),
+        url=database_url(database),
         hsil_slide=ids[0],
         nilm_slide=ids[1],
         queued_slide=ids[2],
@@ -171,16 +175,6 @@ def open_page(app: AppTest, name: str) -> AppTest:
     return app.run()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_caches() -> Iterator[None]:
-    """Each test gets its own engine and its own cached reads."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
 @pytest.fixture
 def seeded(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seeded:
     """A seeded database that the app (run by AppTest in this process) reads through ``PAPSCREEN_*``."""
@@ -191,10 +185,7 @@ def seeded(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def _run(app: AppTest | None = None) -> AppTest:
-    app = app or AppTest.from_file(str(APP_PATH), default_timeout=60)
-    app.run()
-    assert not app.exception, [e.message for e in app.exception]
-    return app
+    return run_ok(app or AppTest.from_file(str(APP_PATH), default_timeout=60))
 
 
 def _texts(app: AppTest) -> str:
@@ -219,9 +210,8 @@ def test_default_page_is_the_overview(seeded: Seeded) -> None:
 )
 def test_each_page_renders(seeded: Seeded, page: str, heading: str) -> None:
     app = _run()
-    open_page(app, page)
+    assert_ok(open_page(app, page))
 
-    assert not app.exception, [e.message for e in app.exception]
     assert not app.error, [e.value for e in app.error]
     headings = [h.value for h in (*app.title, *app.header)]
     assert heading in headings

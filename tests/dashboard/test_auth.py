@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
@@ -26,6 +24,10 @@ from papscreen.dashboard.launch import APP_PATH
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import Cell
+from tests.dashboard.apptest_helpers import (
+    fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
+    run_ok,
+)
 from tests.dashboard.test_app import Seeded, open_page, seed_dashboard
 
 FAST = 4  # bcrypt rounds for tests (the default, 12, takes a quarter of a second per hash)
@@ -36,15 +38,6 @@ SIGN_IN_ELEMENTS = {
     *("main", "sidebar", "event", "flex_container", "column", "form"),  # layout
     *("title", "subheader", "text_input", "button", "error"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_caches() -> Iterator[None]:
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 @pytest.fixture
@@ -255,18 +248,14 @@ def seeded(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def _app() -> AppTest:
-    app = AppTest.from_file(str(APP_PATH), default_timeout=60).run()
-    assert not app.exception, [e.message for e in app.exception]
-    return app
+    return run_ok(AppTest.from_file(str(APP_PATH), default_timeout=60))
 
 
 def _sign_in(app: AppTest, name: str, password: str) -> AppTest:
     app.text_input[0].input(name)
     app.text_input[1].input(password)
     app.button[0].click()
-    app.run()
-    assert not app.exception, [e.message for e in app.exception]
-    return app
+    return run_ok(app)
 
 
 def _assert_only_the_sign_in_form(app: AppTest, seeded: Seeded) -> None:
@@ -378,9 +367,9 @@ def test_a_review_is_recorded_under_the_signed_in_user(seeded: Seeded, users_fil
 
     cell_id = app.selectbox(key=f"slide_{seeded.hsil_slide}_review_cell").value
     app.radio(key=f"slide_{seeded.hsil_slide}_cell_{cell_id}_label").set_value("LSIL")
-    app.button(key=f"slide_{seeded.hsil_slide}_save").click().run()
+    app.button(key=f"slide_{seeded.hsil_slide}_save").click()
+    run_ok(app)
 
-    assert not app.exception, [e.message for e in app.exception]
     assert any("recorded as ann" in s.value for s in app.success)
     with database.session() as session:
         cell = session.get(Cell, cell_id)

@@ -2,62 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import SlideStatus
+from tests.dashboard.apptest_helpers import (
+    PREFECT_UI,
+    database_url,
+    fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
+    page_app,
+    run_ok,
+)
 from tests.dashboard.test_retry import SMALL_LIMIT, quarantine, settings_with_limit
 from tests.db.test_registry_intake_views import seed_intake
-
-PREFECT_UI = "http://prefect.test:4200"
-
-
-def _intake_script() -> None:
-    """Build the page's context from the environment, as app.py does, and render the intake page."""
-    import os
-
-    from papscreen.config import load_settings
-    from papscreen.dashboard.context import DashboardContext
-    from papscreen.dashboard.pages import intake
-    from papscreen.db.database import Database
-
-    settings = load_settings()
-    database = Database(settings.database_url)
-    try:
-        ctx = DashboardContext(
-            settings, database, os.environ["TEST_DASHBOARD_USER"], True, os.environ["TEST_PREFECT_UI"]
-        )
-        intake.render(ctx)
-    finally:
-        database.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 @pytest.fixture
 def page(database: Database, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     """The intake page's AppTest on the test's database, signed in as ``ann``."""
-    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", database.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("TEST_DASHBOARD_USER", "ann")
-    monkeypatch.setenv("TEST_PREFECT_UI", PREFECT_UI)
-    return AppTest.from_function(_intake_script, default_timeout=60)
-
-
-def _run(app: AppTest) -> AppTest:
-    app.run()
-    assert not app.exception, [e.message for e in app.exception]
-    return app
+    url = database_url(database)
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", url)
+    return page_app("intake", url)
 
 
 def _table(app: AppTest, first_column_values: str) -> object:
@@ -67,7 +36,7 @@ def _table(app: AppTest, first_column_values: str) -> object:
 
 def test_seeded_page_shows_every_section(page: AppTest, database: Database) -> None:
     seeded = seed_intake(database)
-    app = _run(page)
+    app = run_ok(page)
 
     assert not app.error
     assert app.header[0].value == "Intake"
@@ -100,7 +69,7 @@ def test_seeded_page_shows_every_section(page: AppTest, database: Database) -> N
 
 
 def test_empty_database_says_so(page: AppTest) -> None:
-    app = _run(page)
+    app = run_ok(page)
 
     assert not app.error
     assert app.success[0].value == "Nothing in quarantine."
@@ -116,12 +85,12 @@ def test_retry_from_the_page_queues_a_file_that_reads_now(
     slide_id = quarantine(settings_with_limit(home, database, SMALL_LIMIT), database, "big.jpg")
     still_bad = quarantine(settings_with_limit(home, database, SMALL_LIMIT), database, "text.jpg", b"not a jpeg " * 20)
     monkeypatch.setenv("PAPSCREEN_LIMITS__MAX_FILE_BYTES", str(10**9))
-    app = _run(page)
+    app = run_ok(page)
     assert app.subheader[0].value == "Quarantined (2)"
 
     app.selectbox(key="intake_retry_slide").select(slide_id)
     app.button(key="intake_retry").click()
-    _run(app)
+    run_ok(app)
 
     assert "moved to the store and queued" in app.success[0].value
     assert app.subheader[0].value == "Quarantined (1)"  # the cache was cleared: the page shows the new state
@@ -132,7 +101,7 @@ def test_retry_from_the_page_queues_a_file_that_reads_now(
 
     app.selectbox(key="intake_retry_slide").select(still_bad)
     app.button(key="intake_retry").click()
-    _run(app)
+    run_ok(app)
 
     assert "still unreadable, left in quarantine" in app.warning[0].value
     assert app.subheader[0].value == "Quarantined (1)"
@@ -142,10 +111,10 @@ def test_retry_from_the_page_queues_a_file_that_reads_now(
 
 def test_a_refused_retry_shows_why_not_a_traceback(page: AppTest, database: Database) -> None:
     seeded = seed_intake(database)  # its quarantined file lies outside this test's quarantine folder
-    app = _run(page)
+    app = run_ok(page)
 
     app.button(key="intake_retry").click()
-    _run(app)
+    run_ok(app)
 
     assert not app.exception
     assert app.warning[0].value.startswith(f"retry failed: slide {seeded.quarantined}'s file is not in the quarantine")
@@ -153,11 +122,10 @@ def test_a_refused_retry_shows_why_not_a_traceback(page: AppTest, database: Data
         assert queries.get_slide(s, seeded.quarantined).status == SlideStatus.QUARANTINED  # type: ignore[union-attr]
 
 
-def test_unmigrated_database_shows_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
-    monkeypatch.setenv("TEST_DASHBOARD_USER", "ann")
-    monkeypatch.setenv("TEST_PREFECT_UI", PREFECT_UI)
-    app = _run(AppTest.from_function(_intake_script, default_timeout=60))
+def test_unmigrated_database_shows_what_torun_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'never-migrated.db'}"
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", url)
+    app = run_ok(page_app("intake", url))
 
     assert "papscreen db upgrade" in app.error[0].value
     assert not app.dataframe

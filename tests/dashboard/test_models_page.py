@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from papscreen.dashboard.pages.models import (
@@ -24,50 +22,26 @@ from papscreen.dashboard.pages.models import (
 from papscreen.db.database import Database
 from papscreen.db.queries.registry_view import ModelVersionView
 from papscreen.models.plots import CONFUSION_PNG, ROC_PNG
+from tests.dashboard.apptest_helpers import (
+    PREFECT_UI,
+    database_url,
+    fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
+    page_app,
+    run_ok,
+)
 from tests.db.test_registry_intake_views import CLASSES, seed_registry, stage2_metrics
-
-PREFECT_UI = "http://prefect.test:4200"
-
-
-def _models_script() -> None:
-    """Build the page's context from the environment, as app.py does, and render the models page."""
-    from papscreen.config import load_settings
-    from papscreen.dashboard.context import DashboardContext
-    from papscreen.dashboard.pages import models
-    from papscreen.db.database import Database
-
-    settings = load_settings()
-    database = Database(settings.database_url)
-    try:
-        models.render(DashboardContext(settings, database, "ann", True, "http://prefect.test:4200"))
-    finally:
-        database.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_cache() -> Iterator[None]:
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 def _run_page(monkeypatch: pytest.MonkeyPatch, url: str) -> AppTest:
     monkeypatch.setenv("PAPSCREEN_DATABASE_URL", url)
-    app = AppTest.from_function(_models_script, default_timeout=60)
-    app.run()
-    assert not app.exception, [e.message for e in app.exception]
-    return app
-
-
-def _url(database: Database) -> str:
-    return database.url.render_as_string(hide_password=False)
+    return run_ok(page_app("models", url))
 
 
 def test_seeded_page_shows_champions_history_runs_validation(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seeded = seed_registry(database, tmp_path / "models")
-    app = _run_page(monkeypatch, _url(database))
+    app = _run_page(monkeypatch, database_url(database))
 
     assert not app.error
     assert [t.label for t in app.tabs] == [
@@ -132,7 +106,7 @@ def test_inspecting_and_comparing_other_versions(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seeded = seed_registry(database, tmp_path / "models")
-    app = _run_page(monkeypatch, _url(database))
+    app = _run_page(monkeypatch, database_url(database))
 
     app.selectbox(key="models_stage2_inspect").select(seeded.first)
     app.selectbox(key="models_compare_a").select(seeded.first)
@@ -151,7 +125,7 @@ def test_inspecting_and_comparing_other_versions(
 
 
 def test_empty_registry_says_what_to_do(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = _run_page(monkeypatch, _url(database))
+    app = _run_page(monkeypatch, database_url(database))
 
     assert not app.error
     infos = [i.value for i in app.info]

@@ -2,58 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from papscreen.db.database import Database
+from tests.dashboard.apptest_helpers import (
+    database_url,
+    fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
+    page_app,
+    run_ok,
+)
 from tests.db.test_worklist_queries import seed_worklist
-
-
-def overview_script() -> None:
-    """The page alone, given a context built from the environment (AppTest runs this source in isolation)."""
-    import os
-
-    import streamlit as st
-
-    from papscreen.config import load_settings
-    from papscreen.dashboard.context import DashboardContext
-    from papscreen.dashboard.pages import overview
-    from papscreen.db.database import Database
-
-    @st.cache_resource(on_release=Database.dispose)
-    def database_for(url: str) -> Database:
-        return Database(url)
-
-    settings = load_settings()
-    database = database_for(os.environ["PAPSCREEN_DATABASE_URL"])
-    overview.render(DashboardContext(settings, database, "ann", True, "http://prefect.test:4200"))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_caches() -> Iterator[None]:
-    """Each test reads its own database: no engine or answer cached by another test."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 def run_overview(monkeypatch: pytest.MonkeyPatch, url: str) -> AppTest:
     """Run the overview page once against ``url``; fail on any exception the page raised."""
     monkeypatch.setenv("PAPSCREEN_DATABASE_URL", url)
-    app = AppTest.from_function(overview_script, default_timeout=60).run()
-    assert not app.exception, [e.message for e in app.exception]
-    return app
+    return run_ok(page_app("overview", url))
 
 
 def test_overview_shows_the_day_the_queue_and_the_models(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     seed_worklist(database)
-    app = run_overview(monkeypatch, database.url.render_as_string(hide_password=False))
+    app = run_overview(monkeypatch, database_url(database))
 
     assert not app.error
     assert app.title[0].value == "Overview"
@@ -83,7 +55,7 @@ def test_overview_shows_the_day_the_queue_and_the_models(database: Database, mon
 
 
 def test_empty_database_says_what_is_missing(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = run_overview(monkeypatch, database.url.render_as_string(hide_password=False))
+    app = run_overview(monkeypatch, database_url(database))
 
     assert not app.error
     metrics = {m.label: m.value for m in app.metric}

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from papscreen.dashboard.context import OPEN_ACCESS_USER
@@ -17,35 +16,14 @@ from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.queries.slide_view import slide_view
 from papscreen.imaging.image_io import write_rgb
+from tests.dashboard.apptest_helpers import (
+    PREFECT_UI,
+    assert_ok,
+    database_url,
+    fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
+    page_app,
+)
 from tests.db.test_slide_view_queries import BY_SUSPICION, PLANNED, SCAN_SIDE, seed_models, seed_slide
-
-PREFECT_UI = "http://prefect.test:4200"
-
-
-def _page(url: str, user: str, signed_in: bool) -> None:
-    """The AppTest script: the slide page alone, with a context as the app builds it."""
-    import streamlit as st
-
-    from papscreen.config import load_settings
-    from papscreen.dashboard.context import DashboardContext
-    from papscreen.dashboard.pages import slide
-    from papscreen.db.database import Database
-
-    @st.cache_resource(on_release=Database.dispose)
-    def database(url: str) -> Database:
-        return Database(url)
-
-    slide.render(DashboardContext(load_settings(), database(url), user, signed_in, "http://prefect.test:4200"))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_caches() -> Iterator[None]:
-    """Each test reads its own database: no cached answer or engine from an earlier test."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @pytest.fixture
@@ -71,16 +49,10 @@ def _seed(database: Database, tmp_path: Path, scan: Path, **kwargs: Any) -> int:
 
 
 def _app(database: Database, slide_id: int | None, *, user: str = OPEN_ACCESS_USER, signed_in: bool = False) -> AppTest:
-    url = database.url.render_as_string(hide_password=False)
-    app = AppTest.from_function(_page, kwargs={"url": url, "user": user, "signed_in": signed_in}, default_timeout=60)
+    app = page_app("slide", database_url(database), user=user, signed_in=signed_in)
     if slide_id is not None:
         app.query_params["slide"] = str(slide_id)
     return app.run()
-
-
-def _ok(app: AppTest) -> AppTest:
-    assert not app.exception, [e.message for e in app.exception]
-    return app
 
 
 def _text(app: AppTest) -> str:
@@ -100,7 +72,7 @@ def _cell_ids(database: Database, slide_id: int) -> list[int]:
 def test_page_shows_the_slide(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(sqlite_database, tmp_path, scan)
 
-    app = _ok(_app(sqlite_database, slide_id))
+    app = assert_ok(_app(sqlite_database, slide_id))
 
     assert not app.error
     assert app.title[0].value == "case-017.svs"
@@ -132,18 +104,18 @@ def test_saving_a_review_records_user_and_time(database: Database, tmp_path: Pat
     slide_id = _seed(database, tmp_path, scan)
     user = "ann" if signed_in else OPEN_ACCESS_USER
     target = _cell_ids(database, slide_id)[1]  # the SCC cell
-    app = _ok(_app(database, slide_id, user=user, signed_in=signed_in))
+    app = assert_ok(_app(database, slide_id, user=user, signed_in=signed_in))
     if signed_in:
         assert "Reviews are recorded as **ann**." in _text(app)
     else:
         assert f"Open access: reviews are recorded as **{OPEN_ACCESS_USER}**" in app.warning[0].value
 
     app.selectbox[0].set_value(target).run()
-    _ok(app)
+    assert_ok(app)
     assert app.radio[0].value == "SCC"
     app.radio[0].set_value("HSIL")
     app.button(key=f"slide_{slide_id}_save").click().run()
-    _ok(app)
+    assert_ok(app)
 
     assert app.success[0].value == f"Cell #{target} corrected from SCC to HSIL, recorded as {user}."
     with database.session() as s:
@@ -164,20 +136,20 @@ def test_saving_a_review_records_user_and_time(database: Database, tmp_path: Pat
 
 def test_confirming_a_cell_says_so(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(sqlite_database, tmp_path, scan)
-    app = _ok(_app(sqlite_database, slide_id, user="bob", signed_in=True))
+    app = assert_ok(_app(sqlite_database, slide_id, user="bob", signed_in=True))
 
     app.button(key=f"slide_{slide_id}_save").click().run()
 
     top = _cell_ids(sqlite_database, slide_id)[0]
-    assert _ok(app).success[0].value == f"Cell #{top} confirmed as HSIL, recorded as bob."
+    assert assert_ok(app).success[0].value == f"Cell #{top} confirmed as HSIL, recorded as bob."
 
 
 def test_mark_slide_reviewed(database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(database, tmp_path, scan)
-    app = _ok(_app(database, slide_id, user="ann", signed_in=True))
+    app = assert_ok(_app(database, slide_id, user="ann", signed_in=True))
 
     app.button(key=f"slide_{slide_id}_mark_reviewed").click().run()
-    _ok(app)
+    assert_ok(app)
 
     assert app.success[0].value == f"Slide #{slide_id} marked reviewed by ann."
     assert "**Reviewed** by ann at " in _text(app)
@@ -192,12 +164,12 @@ def test_mark_slide_reviewed(database: Database, tmp_path: Path, scan: Path) -> 
 
 def test_a_gallery_crop_chooses_its_cell(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(sqlite_database, tmp_path, scan)
-    app = _ok(_app(sqlite_database, slide_id))
+    app = assert_ok(_app(sqlite_database, slide_id))
     with sqlite_database.session() as s:
         nilm_second = slide_view(s, slide_id).gallery_of("NILM")[1].cell_id
 
     app.button(key=f"slide_{slide_id}_gallery_NILM_2").click().run()
-    _ok(app)
+    assert_ok(app)
 
     assert app.selectbox[0].value == nilm_second
     assert app.radio[0].value == "NILM"
@@ -205,12 +177,12 @@ def test_a_gallery_crop_chooses_its_cell(sqlite_database: Database, tmp_path: Pa
 
 def test_a_table_row_chooses_its_cell(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(sqlite_database, tmp_path, scan)
-    app = _ok(_app(sqlite_database, slide_id))
+    app = assert_ok(_app(sqlite_database, slide_id))
     third = _cell_ids(sqlite_database, slide_id)[2]
 
     app.session_state[f"slide_{slide_id}_cells_table"] = {"selection": {"rows": [2]}}
     app.run()
-    _ok(app)
+    assert_ok(app)
 
     assert app.selectbox[0].value == third
     assert app.radio[0].value == "LSIL"
@@ -218,25 +190,25 @@ def test_a_table_row_chooses_its_cell(sqlite_database: Database, tmp_path: Path,
 
 def test_picker_opens_a_slide(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(sqlite_database, tmp_path, scan)
-    app = _ok(_app(sqlite_database, None))
+    app = assert_ok(_app(sqlite_database, None))
 
     assert app.title[0].value == "Slide review"
     assert app.selectbox[0].options == [f"#{slide_id} case-017.svs: HSIL, score 0.870, to review"]
     app.selectbox[0].set_value(slide_id).run()
     app.button(key="slide_picker_open").click().run()
-    _ok(app)
+    assert_ok(app)
 
     assert app.title[0].value == "case-017.svs"
 
 
 def test_empty_database_says_so(sqlite_database: Database) -> None:
-    app = _ok(_app(sqlite_database, None))
+    app = assert_ok(_app(sqlite_database, None))
 
     assert "No slides yet" in app.info[0].value
 
 
 def test_unknown_slide_shows_an_error_and_the_picker(sqlite_database: Database) -> None:
-    app = _ok(_app(sqlite_database, 4242))
+    app = assert_ok(_app(sqlite_database, 4242))
 
     assert app.error[0].value == "There is no slide #4242: it may have been removed. Choose another."
 
@@ -248,7 +220,7 @@ def test_slide_without_a_result(sqlite_database: Database, status: str) -> None:
         with sqlite_database.session() as s:
             queries.fail_slide(s, slide_id, "unreadable tile at (0, 0)")
 
-    app = _ok(_app(sqlite_database, slide_id))
+    app = assert_ok(_app(sqlite_database, slide_id))
 
     assert app.title[0].value == "waiting.svs"
     assert not app.image
@@ -265,7 +237,7 @@ def test_missing_files_give_messages_not_errors(sqlite_database: Database, tmp_p
     shutil.rmtree(tmp_path / "results")
     scan.unlink()
 
-    app = _ok(_app(sqlite_database, slide_id))
+    app = assert_ok(_app(sqlite_database, slide_id))
 
     warnings = [w.value for w in app.warning]
     assert any("overlay" in w and "is missing" in w for w in warnings)
@@ -279,7 +251,7 @@ def test_missing_files_give_messages_not_errors(sqlite_database: Database, tmp_p
 def test_a_field_has_no_region_view(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(sqlite_database, tmp_path, scan, scan_kind="field")
 
-    app = _ok(_app(sqlite_database, slide_id))
+    app = assert_ok(_app(sqlite_database, slide_id))
 
     assert "Region view" not in [h.value for h in app.subheader]
     assert not any(c.startswith("Around cell") for image in app.image for c in image.captions)

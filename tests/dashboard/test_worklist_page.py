@@ -2,58 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from papscreen.dashboard.pages.worklist import PENDING_TABLE_KEY, TABLE_KEY, build_filter
 from papscreen.db.database import Database
+from tests.dashboard.apptest_helpers import (
+    assert_ok,
+    database_url,
+    fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
+    page_app,
+    run_ok,
+)
 from tests.db.test_worklist_queries import BY_SCORE, seed_worklist
 
 SLIDE_KEY = "papscreen_slide_id"  # where navigation.open_slide remembers the slide to show
 
 
-def worklist_script() -> None:
-    """The page alone, given a context built from the environment (AppTest runs this source in isolation)."""
-    import os
-
-    import streamlit as st
-
-    from papscreen.config import load_settings
-    from papscreen.dashboard.context import DashboardContext
-    from papscreen.dashboard.pages import worklist
-    from papscreen.db.database import Database
-
-    @st.cache_resource(on_release=Database.dispose)
-    def database_for(url: str) -> Database:
-        return Database(url)
-
-    settings = load_settings()
-    database = database_for(os.environ["PAPSCREEN_DATABASE_URL"])
-    worklist.render(DashboardContext(settings, database, "ann", True, "http://prefect.test:4200"))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_caches() -> Iterator[None]:
-    """Each test reads its own database: no engine or answer cached by another test."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
 @pytest.fixture
 def app(database: Database, seeded: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> AppTest:
     """The worklist page, run once, over the seeded database."""
-    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", database.url.render_as_string(hide_password=False))
-    app = AppTest.from_function(worklist_script, default_timeout=60).run()
-    assert not app.exception, [e.message for e in app.exception]
-    return app
+    url = database_url(database)
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", url)
+    return run_ok(page_app("worklist", url))
 
 
 @pytest.fixture
@@ -64,7 +38,7 @@ def seeded(database: Database) -> dict[str, int]:
 
 def worklist_table(app: AppTest) -> pd.DataFrame:
     """The ranked table's data (the first table on the page)."""
-    assert not app.exception, [e.message for e in app.exception]
+    assert_ok(app)
     return next(df for df in app.dataframe if df.key == TABLE_KEY).value
 
 
@@ -140,9 +114,8 @@ def test_selecting_a_row_opens_its_slide(seeded: dict[str, int], app: AppTest) -
     assert SLIDE_KEY not in app.session_state
 
     app.session_state[TABLE_KEY] = {"selection": {"rows": [1], "columns": [], "cells": []}}
-    app.run()
+    run_ok(app)
 
-    assert not app.exception, [e.message for e in app.exception]
     assert app.session_state[SLIDE_KEY] == seeded[BY_SCORE[1]] == seeded["alpha.svs"]
 
 
