@@ -8,6 +8,7 @@ of recent slides, so the answer is the same on SQLite and PostgreSQL (SQLite has
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -142,6 +143,16 @@ class ProcessingTimes:
     median_total_s: float | None
 
 
+def _latest_finished(session: Session, status: SlideStatus, limit: int) -> Sequence[Slide]:
+    """The slides in ``status``, the most recently finished first (those never finished last)."""
+    return session.scalars(
+        select(Slide)
+        .where(Slide.status == status)
+        .order_by(Slide.finished_at.desc().nulls_last(), Slide.id.desc())
+        .limit(limit)
+    ).all()
+
+
 def quarantined_slides(session: Session, *, limit: int = 200) -> list[QuarantinedSlide]:
     """Quarantined slides, the most recently quarantined first.
 
@@ -151,12 +162,7 @@ def quarantined_slides(session: Session, *, limit: int = 200) -> list[Quarantine
         ...     quarantined_slides(s)
         []
     """
-    rows = session.scalars(
-        select(Slide)
-        .where(Slide.status == SlideStatus.QUARANTINED)
-        .order_by(Slide.finished_at.desc().nulls_last(), Slide.id.desc())
-        .limit(limit)
-    ).all()
+    rows = _latest_finished(session, SlideStatus.QUARANTINED, limit)
     return [
         QuarantinedSlide(
             id=s.id,
@@ -216,12 +222,7 @@ def failed_slides(session: Session, *, limit: int = 200) -> list[FailedSlide]:
         ...     failed_slides(s)
         []
     """
-    rows = session.scalars(
-        select(Slide)
-        .where(Slide.status == SlideStatus.FAILED)
-        .order_by(Slide.finished_at.desc().nulls_last(), Slide.id.desc())
-        .limit(limit)
-    ).all()
+    rows = _latest_finished(session, SlideStatus.FAILED, limit)
     return [
         FailedSlide(
             id=s.id,

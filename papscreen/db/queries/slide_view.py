@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from papscreen.db.queries._rows import slide_fields
 from papscreen.db.queries.analyses import current_analysis
 from papscreen.db.queries.slides import require_slide
 from papscreen.db.schema import Cell, ModelVersion, Slide, SlideStatus
@@ -309,19 +310,8 @@ def slide_view(session: Session, slide_id: int, *, cell_limit: int = DEFAULT_CEL
     slide = require_slide(session, slide_id)
     view = SlideView(
         id=slide.id,
-        name=slide.original_name,
-        status=slide.status.value,
-        category=slide.category,
-        adequacy=slide.adequacy,
-        abnormal_score=slide.abnormal_score,
-        cell_count=slide.cell_count,
+        **slide_fields(slide),
         class_counts={str(k): int(v) for k, v in (slide.class_counts or {}).items()},
-        received_at=slide.received_at,
-        finished_at=slide.finished_at,
-        reviewed_at=slide.reviewed_at,
-        reviewed_by=slide.reviewed_by,
-        flow_run_id=slide.flow_run_id,
-        error=slide.error,
         stored_path=slide.stored_path,
         format=slide.format,
         width=slide.width,

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from papscreen.db.queries._rows import slide_fields
 from papscreen.db.queries.models import get_champion
 from papscreen.db.schema import ModelStage, Slide, SlideStatus, TrainingRun, TrainingStatus, utcnow
 
@@ -314,21 +315,10 @@ def _escape_like(text: str) -> str:
 def _row(slide: Slide, rank: int | None, total: int | None) -> WorklistRow:
     return WorklistRow(
         slide_id=slide.id,
-        name=slide.original_name,
-        status=slide.status.value,
-        category=slide.category,
-        adequacy=slide.adequacy,
-        abnormal_score=slide.abnormal_score,
-        cell_count=slide.cell_count,
-        received_at=slide.received_at,
-        finished_at=slide.finished_at,
-        reviewed_at=slide.reviewed_at,
-        reviewed_by=slide.reviewed_by,
+        **slide_fields(slide),
         rank=rank,
         total=total,
         quintile=quintile(rank, total) if rank is not None and total else None,
-        flow_run_id=slide.flow_run_id,
-        error=slide.error,
     )
 
 
