@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from papscreen.dashboard.context import DashboardContext
 from papscreen.dashboard.retry import RetryResult, retry_quarantined
+from papscreen.dashboard.widgets import flow_run_link
 from papscreen.db.database import Database
 from papscreen.db.queries import intake_view
 from papscreen.db.queries.intake_view import DuplicateSlide, FailedSlide, ProcessingTimes, QuarantinedSlide
@@ -77,14 +78,16 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def _link_config() -> dict[str, Any]:
-    return {"flow run": st.column_config.LinkColumn("flow run", display_text="open in Prefect")}
+def _heading(title: str, rows: tuple[object, ...], empty: str, show: Callable[[str], object] | None = None) -> bool:
+    """The section's subheader with its count; whether it has rows, after showing ``empty`` (a caption) if not."""
+    st.subheader(f"{title} ({len(rows)})")
+    if not rows:
+        (show or st.caption)(empty)
+    return bool(rows)
 
 
 def _quarantine_section(ctx: DashboardContext, rows: tuple[QuarantinedSlide, ...]) -> None:
-    st.subheader(f"Quarantined ({len(rows)})")
-    if not rows:
-        st.success("Nothing in quarantine.")
+    if not _heading("Quarantined", rows, "Nothing in quarantine.", st.success):
         return
     st.caption("Files the intake could not read, with why. Fix the cause (e.g. raise a limit), then retry.")
     st.dataframe(
@@ -101,7 +104,7 @@ def _quarantine_section(ctx: DashboardContext, rows: tuple[QuarantinedSlide, ...
             for q in rows
         ],
         hide_index=True,
-        column_config=_link_config(),
+        column_config=flow_run_link(),
     )
     names = {q.id: f"#{q.id} {q.name}: {(q.reason or '')[:80]}" for q in rows}
     choice = st.selectbox("File to retry", list(names), format_func=names.__getitem__, key=RETRY_SELECT_KEY)
@@ -125,9 +128,7 @@ def _retry_message() -> None:
 
 
 def _duplicates_section(rows: tuple[DuplicateSlide, ...]) -> None:
-    st.subheader(f"Duplicates ({len(rows)})")
-    if not rows:
-        st.caption("No second copies received.")
+    if not _heading("Duplicates", rows, "No second copies received."):
         return
     st.caption("Second copies of scans already received: never analysed, kept in quarantine/duplicates to delete.")
     st.dataframe(
@@ -149,9 +150,7 @@ def _duplicates_section(rows: tuple[DuplicateSlide, ...]) -> None:
 
 
 def _failed_section(ctx: DashboardContext, rows: tuple[FailedSlide, ...]) -> None:
-    st.subheader(f"Failed ({len(rows)})")
-    if not rows:
-        st.caption("No failed analyses.")
+    if not _heading("Failed", rows, "No failed analyses."):
         return
     st.dataframe(
         [
@@ -166,7 +165,7 @@ def _failed_section(ctx: DashboardContext, rows: tuple[FailedSlide, ...]) -> Non
             for f in rows
         ],
         hide_index=True,
-        column_config=_link_config(),
+        column_config=flow_run_link(),
     )
 
 
@@ -193,7 +192,7 @@ def _times_section(ctx: DashboardContext, times: ProcessingTimes) -> None:
             for t in times.recent
         ],
         hide_index=True,
-        column_config=_link_config(),
+        column_config=flow_run_link(),
     )
 
 

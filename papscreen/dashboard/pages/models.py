@@ -22,6 +22,7 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from papscreen.dashboard.context import DashboardContext
+from papscreen.dashboard.widgets import flow_run_link
 from papscreen.db.database import Database
 from papscreen.db.queries import registry_view
 from papscreen.db.queries.registry_view import ModelVersionView, RegistryView, TrainingRunView
@@ -329,10 +330,7 @@ def _training_tab(ctx: DashboardContext, runs: tuple[TrainingRunView, ...]) -> N
             for r in runs
         ],
         hide_index=True,
-        column_config={
-            "flow run": st.column_config.LinkColumn("flow run", display_text="open in Prefect"),
-            "duration (s)": st.column_config.NumberColumn(format="%.0f"),
-        },
+        column_config={**flow_run_link(), "duration (s)": st.column_config.NumberColumn(format="%.0f")},
     )
 
 
@@ -361,7 +359,7 @@ def _validation_tab(ctx: DashboardContext, view: RegistryView) -> None:
             for r in reversed(runs)
         ],
         hide_index=True,
-        column_config={"flow run": st.column_config.LinkColumn("flow run", display_text="open in Prefect")},
+        column_config=flow_run_link(),
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.dashboard import navigation
@@ -163,36 +164,48 @@ def _show_flash() -> None:
     (st.success if kind == "success" else st.error)(message)
 
 
+def _store(
+    ctx: DashboardContext,
+    write: Callable[[Session], str],
+    *,
+    what: str,
+    expected: tuple[type[Exception], ...],
+    refused_hint: str = "",
+) -> None:
+    """Run ``write`` in one transaction and flash the message it returns, or why ``what`` did not happen."""
+    try:
+        with ctx.database.session() as session:
+            message = write(session)
+    except expected as e:
+        _flash("error", f"{what}: {e}")
+        return
+    except SQLAlchemyError as e:
+        _flash("error", f"{what}: the database refused it ({e.__class__.__name__}).{refused_hint}")
+        return
+    st.cache_data.clear()
+    _flash("success", message)
+
+
 def _save_review(ctx: DashboardContext, slide_id: int, cell_id: int) -> None:
     """Store the chosen class of one cell, recorded under the user, in one transaction."""
     label = st.session_state.get(_label_key(slide_id, cell_id))
-    try:
-        with ctx.database.session() as session:
-            cell = queries.review_cell(session, cell_id, label=str(label), reviewer=ctx.user)
-            verb = "confirmed as" if cell.predicted_class == label else f"corrected from {cell.predicted_class} to"
-    except (LookupError, ValueError) as e:
-        _flash("error", f"The review was not saved: {e}")
-        return
-    except SQLAlchemyError as e:
-        _flash("error", f"The review was not saved: the database refused it ({e.__class__.__name__}). Try again.")
-        return
-    st.cache_data.clear()
-    _flash("success", f"Cell #{cell_id} {verb} {label}, recorded as {ctx.user}.")
+
+    def write(session: Session) -> str:
+        cell = queries.review_cell(session, cell_id, label=str(label), reviewer=ctx.user)
+        verb = "confirmed as" if cell.predicted_class == label else f"corrected from {cell.predicted_class} to"
+        return f"Cell #{cell_id} {verb} {label}, recorded as {ctx.user}."
+
+    _store(ctx, write, what="The review was not saved", expected=(LookupError, ValueError), refused_hint=" Try again.")
 
 
 def _mark_reviewed(ctx: DashboardContext, slide_id: int) -> None:
     """Record that the user finished reviewing the slide, in one transaction."""
-    try:
-        with ctx.database.session() as session:
-            queries.mark_slide_reviewed(session, slide_id, reviewer=ctx.user)
-    except LookupError as e:
-        _flash("error", f"The slide was not marked reviewed: {e}")
-        return
-    except SQLAlchemyError as e:
-        _flash("error", f"The slide was not marked reviewed: the database refused it ({e.__class__.__name__}).")
-        return
-    st.cache_data.clear()
-    _flash("success", f"Slide #{slide_id} marked reviewed by {ctx.user}.")
+
+    def write(session: Session) -> str:
+        queries.mark_slide_reviewed(session, slide_id, reviewer=ctx.user)
+        return f"Slide #{slide_id} marked reviewed by {ctx.user}."
+
+    _store(ctx, write, what="The slide was not marked reviewed", expected=(LookupError,))
 
 
 def _choose_cell(slide_id: int, cell_id: int) -> None:
