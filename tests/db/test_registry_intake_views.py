@@ -18,6 +18,7 @@ from papscreen.db.schema import Decision, ModelStage, Slide, TrainingStatus
 from papscreen.imaging.image_io import write_rgb
 from papscreen.models.metrics import classification_report
 from papscreen.models.plots import CONFUSION_PNG, ROC_PNG
+from tests.db.seeding import add_model
 
 CLASSES = ["NILM", "LSIL", "HSIL", "SCC"]
 T0 = datetime(2024, 5, 6, 8, 0, tzinfo=UTC)
@@ -61,33 +62,11 @@ def seed_registry(database: Database, models_dir: Path) -> SeededRegistry:
         {"epoch": 3, "train_loss": 0.6, "val_loss": 0.85, "val_f1": 0.7, "seconds": 3.0},
     ]
     with database.session() as s:
-        s1 = queries.register_model_version(
-            s,
-            stage=ModelStage.STAGE1,
-            name="s1-base",
-            architecture="cnn20plus",
-            file_path=str(models_dir / "s1-base"),
-            sha256="1" * 64,
-            metrics={"loss": 0.21, "f1": 0.88, "best_epoch": 4.0},
-        )
-        first = queries.register_model_version(
-            s,
-            stage=ModelStage.STAGE2,
-            name="s2-base",
-            architecture="resnet18",
-            file_path=str(models_dir / "s2-base"),
-            sha256="2" * 64,
-            metrics=stage2_metrics(0),
-        )
-        second = queries.register_model_version(
-            s,
-            stage=ModelStage.STAGE2,
-            name="s2-night-2",
-            architecture="resnet18",
-            file_path=str(folder),
-            sha256="3" * 64,
-            metrics=stage2_metrics(3),
-            auto_champion=False,
+        s1_metrics = {"loss": 0.21, "f1": 0.88, "best_epoch": 4.0}
+        s1 = add_model(s, ModelStage.STAGE1, "s1-base", "cnn20plus", models_dir / "s1-base", "1", s1_metrics)
+        first = add_model(s, ModelStage.STAGE2, "s2-base", "resnet18", models_dir / "s2-base", "2", stage2_metrics(0))
+        second = add_model(
+            s, ModelStage.STAGE2, "s2-night-2", "resnet18", folder, "3", stage2_metrics(3), auto_champion=False
         )
         promoted_run = queries.start_training_run(s, stage=ModelStage.STAGE2, parameters={"epochs": 3})
         queries.promote(s, second.id, reason="better")
@@ -102,15 +81,9 @@ def seed_registry(database: Database, models_dir: Path) -> SeededRegistry:
             decision=Decision.PROMOTED,
             reason="macro-F1 0.900 >= 0.700 and HSIL, SCC sensitivity held",
         )
-        rejected = queries.register_model_version(
-            s,
-            stage=ModelStage.STAGE2,
-            name="s2-night-3",
-            architecture="resnet18",
-            file_path=str(models_dir / "s2-night-3"),
-            sha256="4" * 64,
-            metrics=stage2_metrics(1),
-            auto_champion=False,
+        rejected_dir = models_dir / "s2-night-3"
+        rejected = add_model(
+            s, ModelStage.STAGE2, "s2-night-3", "resnet18", rejected_dir, "4", stage2_metrics(1), auto_champion=False
         )
         rejected_run = queries.start_training_run(s, stage=ModelStage.STAGE2, parameters={"epochs": 3})
         rejected_run.flow_run_id = "retrain-run-3"
@@ -168,12 +141,8 @@ def seed_intake(database: Database) -> SeededIntake:
     The done slides took 60, 120 and 300 s of analysis, and 100, 400 and 1000 s from arrival to result.
     """
     with database.session() as s:
-        s1 = queries.register_model_version(
-            s, stage=ModelStage.STAGE1, name="s1", architecture="cnn20", file_path="/m/s1", sha256="a" * 64
-        )
-        s2 = queries.register_model_version(
-            s, stage=ModelStage.STAGE2, name="s2", architecture="resnet18", file_path="/m/s2", sha256="b" * 64
-        )
+        s1 = add_model(s, ModelStage.STAGE1, "s1", "cnn20", "/m/s1", "a")
+        s2 = add_model(s, ModelStage.STAGE2, "s2", "resnet18", "/m/s2", "b")
         done = []
         for i, (analysis_s, total_s) in enumerate([(60, 100), (120, 400), (300, 1000)]):
             slide = queries.claim_scan(s, sha256=f"{i:064x}", original_name=f"done-{i}.svs", size_bytes=100).slide

@@ -18,6 +18,7 @@ from papscreen.db.queries.worklist import (
     worklist,
 )
 from papscreen.db.schema import Decision, ModelStage, SlideStatus, TrainingStatus, utcnow
+from tests.db.seeding import add_model
 
 STAGE2_METRICS = {
     "macro_f1": 0.81,
@@ -65,24 +66,9 @@ def seed_worklist(database: Database, now: datetime | None = None) -> Seeded:
     now = now or utcnow()
     ids: dict[str, int] = {}
     with database.session() as s:
-        stage1 = queries.register_model_version(
-            s,
-            stage=ModelStage.STAGE1,
-            name="s1-night-3",
-            architecture="cnn20",
-            file_path="/m/s1",
-            sha256="1" * 64,
-            metrics={"accuracy": 0.93, "f1": 0.88, "recall": 0.9},
-        )
-        stage2 = queries.register_model_version(
-            s,
-            stage=ModelStage.STAGE2,
-            name="s2-night-3",
-            architecture="resnet18",
-            file_path="/m/s2",
-            sha256="2" * 64,
-            metrics=STAGE2_METRICS,
-        )
+        stage1_metrics = {"accuracy": 0.93, "f1": 0.88, "recall": 0.9}
+        stage1 = add_model(s, ModelStage.STAGE1, "s1-night-3", "cnn20", "/m/s1", "1", stage1_metrics)
+        stage2 = add_model(s, ModelStage.STAGE2, "s2-night-3", "resnet18", "/m/s2", "2", STAGE2_METRICS)
         for i, (name, score, category, adequacy, days) in enumerate(DONE_SLIDES):
             slide = queries.claim_scan(s, sha256=f"{i + 1:064x}", original_name=name, size_bytes=1000 + i).slide
             queries.mark_stored(s, slide.id, stored_path=f"/store/{name}", format="svs")
