@@ -43,7 +43,8 @@ def queued_slides_task(settings: Settings, database: Database) -> list[tuple[int
         if ids and not ready:
             get_run_logger().warning("%d slides wait for champion models (train or import both stages)", len(ids))
             return []
-        return [(i, queries.get_slide(session, i).original_name) for i in ids]  # type: ignore[union-attr]
+        names = queries.slide_names(session, ids)
+        return [(i, names[i]) for i in ids]
 
 
 def dispatch_analyses(

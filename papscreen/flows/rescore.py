@@ -42,5 +42,6 @@ def rescore_flow(since: datetime, config: str | None = None, dispatch: str | Non
                     session, slide_id, reason=f"rescore with models {stage1.id} (stage 1) and {stage2.id} (stage 2)"
                 )
         logger.info("rescoring %d slides received since %s", len(ids), since.isoformat())
-        slides = [s for s in queued_slides_task(settings, database) if s[0] in set(ids)] if ids else []
+        wanted = set(ids)
+        slides = [s for s in queued_slides_task(settings, database) if s[0] in wanted] if ids else []
         return {"requeued": ids, "analyses": dispatch_analyses(slides, settings, database, config)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -41,12 +42,10 @@ def is_transient(error: BaseException | None) -> bool:
         return True
     if isinstance(error, PapscreenError):
         return False
-    if type(error).__name__ == "OutOfMemoryError" and "cuda" in str(error).lower():
-        return True
-    if isinstance(error, ConnectionError | TimeoutError):
+    if isinstance(error, torch.cuda.OutOfMemoryError | ConnectionError | TimeoutError):
         return True
     cause = error.__cause__ or error.__context__
-    return cause is not error and is_transient(cause) if cause is not None else False
+    return cause is not None and cause is not error and is_transient(cause)
 
 
 def retry_transient(_task: Any, _task_run: Any, state: Any) -> bool:

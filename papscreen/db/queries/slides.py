@@ -31,6 +31,7 @@ __all__ = [
     "requeue_slide",
     "requeue_stale",
     "set_compute_lease",
+    "slide_names",
     "slides_to_rescore",
     "start_processing",
     "status_counts",
@@ -270,6 +271,14 @@ def dispatchable_slides(session: Session, *, now: datetime, redispatch_after_s: 
         .limit(limit)
     )
     return list(session.scalars(query).all())
+
+
+def slide_names(session: Session, slide_ids: Sequence[int]) -> dict[int, str]:
+    """The original names of some slides, in one query."""
+    if not slide_ids:
+        return {}
+    rows = session.execute(select(Slide.id, Slide.original_name).where(Slide.id.in_(list(slide_ids)))).all()
+    return dict(rows)  # type: ignore[arg-type]
 
 
 def mark_dispatched(session: Session, slide_id: int, flow_run_id: str) -> None:
