@@ -6,7 +6,10 @@ bf16 autocast, for predictions that agree with fp32 on all but a fraction of a p
 How: ``torch.ao`` FX graph mode with the ``x86`` backend (fbgemm/oneDNN kernels). The network is traced,
 Conv+BN+ReLU are fused, observers record the range of every activation over a few hundred *training* crops
 (calibration), and ``convert_fx`` replaces float ops by int8 ones (per-channel symmetric weights, per-tensor
-affine activations).
+affine activations). Activations use all 8 bits where the CPU has VNNI (AVX-512 VNNI, AVX-VNNI or AMX: u8 x s8
+products accumulate in 32 bits) and 7 bits elsewhere (AVX2 pairs them in saturating 16-bit sums); the choice is
+made when the int8 network is built, from the same calibration, so one calibration file serves both kinds of CPU.
+Which layers stay in float is part of the calibration (``keep_float``), since the observers differ with it.
 
 How a quantized model is stored: not as a pickled module. What calibration learnt is only the observers'
 state (min/max, histograms): plain float tensors, saved with safetensors beside the fp32 weights
@@ -22,6 +25,7 @@ PT2E (or ONNX Runtime) would change only this module: the calibration file would
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,6 +48,7 @@ __all__ = [
     "CALIBRATION_FILE",
     "Int8Calibration",
     "ObserverKind",
+    "activation_bits",
     "calibrate_int8",
     "float_layers",
     "int8_available",
@@ -69,6 +74,7 @@ class Int8Calibration:
         observer: ``histogram`` (minimises quantization error; slower to calibrate) or ``minmax``.
         images: how many crops calibration saw.
         backend: the quantized engine (``x86``).
+        keep_float: the modules left in float; ``None`` means :func:`float_layers` of the network.
     """
 
     observer_state: Mapping[str, torch.Tensor] = field(repr=False)
@@ -76,6 +82,7 @@ class Int8Calibration:
     observer: ObserverKind = "histogram"
     images: int = 0
     backend: str = _BACKEND
+    keep_float: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.input_size < 1 or self.images < 0:
@@ -92,6 +99,21 @@ def int8_available() -> bool:
         True
     """
     return _BACKEND in torch.backends.quantized.supported_engines
+
+
+def activation_bits() -> int:
+    """Bits int8 activations use on this CPU: 8 with VNNI (exact 32-bit accumulation), 7 without.
+
+    Without VNNI the x86 kernels add pairs of u8 x s8 products in saturating 16-bit registers, and a full 8-bit
+    activation range can overflow them (255 * 127 * 2 > 32767); one bit less keeps every sum exact. With VNNI (and
+    AMX) the products accumulate in 32 bits, so the eighth bit is free precision: it halves the rounding step.
+
+    Examples:
+        >>> activation_bits() in (7, 8)
+        True
+    """
+    probe = getattr(torch.cpu, "_is_vnni_supported", None)
+    return 8 if callable(probe) and probe() else 7
 
 
 @contextmanager
@@ -122,12 +144,13 @@ def float_layers(network: nn.Module) -> tuple[str, ...]:
 
 
 def _qconfig_mapping(observer: ObserverKind, keep_float: tuple[str, ...] = ()) -> QConfigMapping:
-    # reduce_range keeps activations to 7 bits so the u8*s8 products cannot saturate on CPUs without VNNI;
-    # the same model then gives the same answers on every x86 machine.
+    # The observers' state (ranges, histograms) does not depend on reduce_range: only the quantization
+    # parameters computed from it at conversion do, so the bit width follows the CPU the network is built on.
+    reduce_range = activation_bits() < 8
     activation = (
-        HistogramObserver.with_args(dtype=torch.quint8, reduce_range=True)
+        HistogramObserver.with_args(dtype=torch.quint8, reduce_range=reduce_range)
         if observer == "histogram"
-        else MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=True)
+        else MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=reduce_range)
     )
     weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
     mapping = get_default_qconfig_mapping(_BACKEND).set_global(QConfig(activation=activation, weight=weight))
@@ -136,14 +159,21 @@ def _qconfig_mapping(observer: ObserverKind, keep_float: tuple[str, ...] = ()) -
     return mapping
 
 
-def _prepare(network: nn.Module, input_size: int, observer: ObserverKind) -> torch.fx.GraphModule:
+def _prepare(
+    network: nn.Module, input_size: int, observer: ObserverKind, keep_float: tuple[str, ...] | None
+) -> torch.fx.GraphModule:
     if not int8_available():
         raise RuntimeError("this torch build has no x86 quantized engine; use precision fp32 or bf16")
     torch.backends.quantized.engine = _BACKEND
     model = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).float().eval()
+    floats = float_layers(model) if keep_float is None else keep_float
+    modules = dict(model.named_modules())
+    unknown = [name for name in floats if name not in modules]
+    if unknown:
+        raise ValueError(f"keep_float names modules this network lacks: {', '.join(unknown)}")
     example = (torch.zeros(1, 3, input_size, input_size),)
     with _quiet_deprecations():
-        return prepare_fx(model, _qconfig_mapping(observer, float_layers(model)), example)
+        return prepare_fx(model, _qconfig_mapping(observer, tuple(floats)), example)
 
 
 def _convert(prepared: torch.fx.GraphModule) -> nn.Module:
@@ -158,6 +188,7 @@ def calibrate_int8(
     *,
     input_size: int,
     observer: ObserverKind = "histogram",
+    keep_float: tuple[str, ...] | None = None,
 ) -> tuple[nn.Module, Int8Calibration]:
     """Quantize a float network to int8, calibrating activation ranges on ``batches``.
 
@@ -167,12 +198,14 @@ def calibrate_int8(
             them; a few hundred training crops are enough.
         input_size: side of the input.
         observer: ``histogram`` or ``minmax`` activation observers.
+        keep_float: modules (by name, e.g. ``("conv1", "layer4", "fc")``) left in float; ``None``:
+            :func:`float_layers`. A module keeps everything inside it in float.
 
     Returns:
         The int8 network (CPU only) and the calibration that rebuilds it (see :func:`quantize_from_calibration`).
 
     Raises:
-        ValueError: no calibration batch.
+        ValueError: no calibration batch, or ``keep_float`` names a module the network lacks.
 
     Examples:
         >>> from papscreen.models.backbones import build_stage2_network
@@ -181,7 +214,7 @@ def calibrate_int8(
         >>> int8(torch.randn(2, 3, 32, 32)).shape, calibration.images
         (torch.Size([2, 4]), 4)
     """
-    prepared = _prepare(network, input_size, observer)
+    prepared = _prepare(network, input_size, observer, keep_float)
     images = 0
     with torch.inference_mode(), _quiet_deprecations():
         for batch in batches:
@@ -190,7 +223,9 @@ def calibrate_int8(
     if images == 0:
         raise ValueError("calibration needs at least one batch of crops")
     state = {k: v.detach().clone() for k, v in prepared.state_dict().items() if _OBSERVER_KEY in k}
-    calibration = Int8Calibration(observer_state=state, input_size=input_size, observer=observer, images=images)
+    calibration = Int8Calibration(
+        observer_state=state, input_size=input_size, observer=observer, images=images, keep_float=keep_float
+    )
     return _convert(prepared), calibration
 
 
@@ -202,7 +237,10 @@ def quantize_from_calibration(
     Raises:
         CheckpointError: the calibration does not belong to this network (observers differ); names ``source``.
     """
-    prepared = _prepare(network, calibration.input_size, calibration.observer)
+    try:
+        prepared = _prepare(network, calibration.input_size, calibration.observer, calibration.keep_float)
+    except ValueError as e:
+        raise CheckpointError(source or Path(CALIBRATION_FILE), f"int8 calibration does not match: {e}") from e
     expected = {k for k in prepared.state_dict() if _OBSERVER_KEY in k}
     if expected != set(calibration.observer_state):
         missing = sorted(expected - set(calibration.observer_state))[:2]
@@ -231,6 +269,8 @@ def save_int8_calibration(calibration: Int8Calibration, path: Path) -> None:
         "images": str(calibration.images),
         "backend": calibration.backend,
     }
+    if calibration.keep_float is not None:
+        metadata["keep_float"] = json.dumps(list(calibration.keep_float))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in calibration.observer_state.items()}
     save_file(tensors, str(path), metadata=metadata)
 
@@ -256,8 +296,9 @@ def load_int8_calibration(path: Path) -> Int8Calibration:
             observer=metadata["observer"],  # type: ignore[arg-type]
             images=int(metadata.get("images", "0")),
             backend=metadata.get("backend", _BACKEND),
+            keep_float=tuple(json.loads(metadata["keep_float"])) if "keep_float" in metadata else None,
         )
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(path, f"int8 calibration metadata is incomplete ({e})") from e
 
 

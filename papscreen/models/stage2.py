@@ -309,6 +309,7 @@ class Stage2Classifier:
         *,
         batch_size: int = 32,
         observer: ObserverKind = "histogram",
+        keep_float: tuple[str, ...] | None = None,
     ) -> Stage2Classifier:
         """Calibrate int8 quantization on a few hundred training crops; returns the int8 classifier (on the CPU).
 
@@ -316,6 +317,7 @@ class Stage2Classifier:
             crops: uint8 crops as :meth:`predict_logits` takes them (training crops, not validation ones).
             batch_size: crops per calibration pass.
             observer: ``histogram`` (better ranges) or ``minmax`` (faster).
+            keep_float: modules left in float (default: the first convolution and the last linear layer).
 
         Examples:
             >>> card = stage2_card("resnet18", input_size=32, crop_size=32)
@@ -326,7 +328,9 @@ class Stage2Classifier:
         """
         cpu = self if self.device.type == "cpu" and self.precision == "fp32" else self.with_precision("fp32", "cpu")
         batches = (cpu.preprocess(crops[part]) for part in _batches(len(crops), batch_size))
-        _, calibration = calibrate_int8(self.network, batches, input_size=self.input_size, observer=observer)
+        _, calibration = calibrate_int8(
+            self.network, batches, input_size=self.input_size, observer=observer, keep_float=keep_float
+        )
         return Stage2Classifier(self.network, self.card, "cpu", "int8", calibration)
 
     def to_checkpoint(
@@ -366,15 +370,16 @@ class Stage2Classifier:
         if training is not None:
             updates["training"] = training
         options = {k: v for k, v in self.card.architecture_options.items() if k != _CALIBRATION_KEY}
-        if self.int8_calibration is not None:
+        if (calibration := self.int8_calibration) is not None:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / CALIBRATION_FILE
-            save_int8_calibration(self.int8_calibration, path)
+            save_int8_calibration(calibration, path)
             options[_CALIBRATION_KEY] = {
                 "file": CALIBRATION_FILE,
                 "sha256": file_sha256(path),
-                "observer": self.int8_calibration.observer,
-                "images": self.int8_calibration.images,
+                "observer": calibration.observer,
+                "images": calibration.images,
+                "keep_float": None if calibration.keep_float is None else list(calibration.keep_float),
             }
         updates["architecture_options"] = options
         card = self.card.model_copy(update=updates)

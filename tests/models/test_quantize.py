@@ -15,6 +15,7 @@ from papscreen.models.backbones import build_stage2_network, split_feature_extra
 from papscreen.models.quantize import (
     CALIBRATION_FILE,
     Int8Calibration,
+    activation_bits,
     calibrate_int8,
     int8_available,
     load_int8_calibration,
@@ -142,3 +143,37 @@ def test_calibration_of_another_network_is_refused(
 def test_calibration_needs_at_least_one_batch(trained: nn.Module) -> None:
     with pytest.raises(ValueError, match="at least one batch"):
         calibrate_int8(trained, [], input_size=SIZE, observer="minmax")
+
+
+def test_layers_kept_in_float_travel_with_the_calibration(trained: nn.Module, tmp_path: Path) -> None:
+    x, _ = _crops(32, seed=5)
+    keep = ("conv1", "layer4", "fc")
+    int8, calibration = calibrate_int8(trained, [x], input_size=SIZE, observer="minmax", keep_float=keep)
+    assert any(p.is_floating_point() for p in int8.get_submodule("layer4").parameters())  # still float
+    assert not list(int8.get_submodule("layer3").parameters())  # quantized: packed weights, no float parameters
+    path = tmp_path / CALIBRATION_FILE
+    save_int8_calibration(calibration, path)
+    loaded = load_int8_calibration(path)
+    assert loaded.keep_float == keep
+    rebuilt = quantize_from_calibration(trained, loaded, source=path)
+    with torch.inference_mode():
+        assert torch.equal(rebuilt(x[:4]), int8(x[:4]))
+
+
+def test_keeping_an_unknown_layer_in_float_is_refused(trained: nn.Module) -> None:
+    with pytest.raises(ValueError, match="layer9"):
+        calibrate_int8(trained, [torch.zeros(2, 3, SIZE, SIZE)], input_size=SIZE, keep_float=("conv1", "layer9"))
+
+
+def test_calibration_naming_layers_the_network_lacks_is_a_checkpoint_error(
+    calibrated: tuple[nn.Module, Int8Calibration], tmp_path: Path
+) -> None:
+    calibration = calibrated[1]
+    other = Int8Calibration(calibration.observer_state, SIZE, keep_float=("conv1", "layer9"))
+    with pytest.raises(CheckpointError, match="layer9"):
+        quantize_from_calibration(build_stage2_network("resnet18").eval(), other, source=tmp_path / CALIBRATION_FILE)
+
+
+def test_activations_use_eight_bits_only_where_the_cpu_accumulates_exactly() -> None:
+    vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
+    assert activation_bits() == (8 if vnni else 7)
