@@ -14,6 +14,7 @@ import typer
 from papscreen.cli import (
     analyze_cmd,
     analyze_image_cmd,
+    calibrate_cmd,
     config_cmd,
     dashboard_cmd,
     dataset_cmd,
@@ -57,6 +58,8 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(synth_cmd.app)
 app.add_typer(demo_cmd.app)
+# `models calibrate-int8` lives in its own module (it needs the dataset and quantization code, not the registry).
+models_cmd.app.command("calibrate-int8")(calibrate_cmd.calibrate_int8)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(evaluate_cmd.app)

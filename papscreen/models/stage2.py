@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -37,7 +40,7 @@ from papscreen.datasets.conventions import DEFAULT_CROP_PX
 from papscreen.errors import CheckpointError
 from papscreen.models.backbones import ARCHITECTURES, build_stage2_network, head_prefix
 from papscreen.models.calibration import apply_temperature
-from papscreen.models.card import ModelCard, Normalisation, library_versions
+from papscreen.models.card import ModelCard, Normalisation, library_versions, read_card, write_card
 from papscreen.models.checkpoints import (
     CARD_NAME,
     WEIGHTS_NAME,
@@ -374,19 +377,83 @@ class Stage2Classifier:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / CALIBRATION_FILE
             save_int8_calibration(calibration, path)
-            options[_CALIBRATION_KEY] = {
-                "file": CALIBRATION_FILE,
-                "sha256": file_sha256(path),
-                "observer": calibration.observer,
-                "images": calibration.images,
-                "keep_float": None if calibration.keep_float is None else list(calibration.keep_float),
-            }
+            options[_CALIBRATION_KEY] = _calibration_entry(calibration, path)
         updates["architecture_options"] = options
         card = self.card.model_copy(update=updates)
         state = {k: v.float() if v.is_floating_point() else v for k, v in self.network.state_dict().items()}
         saved = save_model(state, card, folder)
         self.card = saved
         return saved
+
+    def attach_int8_calibration(
+        self, folder: str | Path, *, replace: bool = False, checked: Mapping[str, Any] | None = None
+    ) -> ModelCard:
+        """Add this classifier's int8 calibration to the folder it was loaded from, leaving the weights untouched.
+
+        Why a separate step: a lab calibrates a model that is already saved and registered. The registry knows a
+        model by its weights' sha256, so only the calibration file and the card change; the fp32 weights stay the
+        model of record. Each file is written under a temporary name and renamed into place, calibration before
+        card, so a crash never leaves a card naming a calibration file with another hash (with ``replace``, the
+        card first loses its old entry, so fp32 loading keeps working at every step).
+
+        Args:
+            folder: the saved model (its folder, ``card.json`` or weights file).
+            replace: overwrite a calibration already attached there.
+            checked: what a check measured (``agreement``, ``macro_f1_change``, ``validation_crops``), recorded in
+                the card's calibration entry; ``card.metrics`` stay those of the fp32 model.
+
+        Returns:
+            The card as written (also the classifier's card from now on).
+
+        Raises:
+            ValueError: this classifier has no calibration, or ``checked`` has other keys than those three.
+            CheckpointError: the folder holds another model (other ``weights_sha256``) or already a calibration
+                and ``replace`` is False; the message names the folder.
+
+        Examples:
+            >>> import tempfile
+            >>> folder = Path(tempfile.mkdtemp()) / "model"
+            >>> card = stage2_card("resnet18", input_size=32, crop_size=32)
+            >>> _ = Stage2Classifier(build_stage2_network("resnet18"), card).to_checkpoint(folder)
+            >>> crops = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+            >>> int8 = Stage2Classifier.from_checkpoint(folder).calibrate_int8(crops, observer="minmax")
+            >>> saved = int8.attach_int8_calibration(folder, checked={"agreement": 1.0})
+            >>> sorted(p.name for p in folder.iterdir())
+            ['card.json', 'int8-calibration.safetensors', 'model.safetensors']
+            >>> saved.architecture_options["int8_calibration"]["agreement"]
+            1.0
+        """
+        calibration = self.int8_calibration
+        if calibration is None:
+            raise ValueError("no int8 calibration to attach: call calibrate_int8(training crops) first")
+        results = _check_results(checked)
+        card_path = resolve_card_path(Path(folder))
+        model_folder = card_path.parent
+        on_disk = read_card(card_path, stage="stage2")
+        if on_disk.weights_sha256 != self.card.weights_sha256:
+            raise CheckpointError(
+                model_folder,
+                "this folder holds another model (its card's weights_sha256 differs from this classifier's); "
+                "load the model from this folder and calibrate it",
+            )
+        options = dict(on_disk.architecture_options)
+        if options.get(_CALIBRATION_KEY) and not replace:
+            raise CheckpointError(
+                model_folder, "an int8 calibration is already attached here; pass replace to renew it"
+            )
+        if options.pop(_CALIBRATION_KEY, None):
+            # The old entry goes first: between the two renames below the card then names no calibration, rather
+            # than one whose hash no longer matches (which would stop even fp32 loading).
+            _replace_atomically(
+                card_path, lambda tmp: write_card(on_disk.model_copy(update={"architecture_options": options}), tmp)
+            )
+        path = card_path.with_name(CALIBRATION_FILE)
+        _replace_atomically(path, lambda tmp: save_int8_calibration(calibration, tmp))
+        options[_CALIBRATION_KEY] = _calibration_entry(calibration, path, results)
+        card = on_disk.model_copy(update={"architecture_options": options})
+        _replace_atomically(card_path, lambda tmp: write_card(card, tmp))
+        self.card = card
+        return card
 
     @classmethod
     def from_checkpoint(
@@ -432,6 +499,49 @@ class Stage2Classifier:
             return cls(network, card, device, precision, calibration)
         except ValueError as e:
             raise CheckpointError(card_path, str(e)) from e
+
+
+_CHECK_KEYS = ("agreement", "macro_f1_change", "validation_crops")
+
+
+def _calibration_entry(
+    calibration: Int8Calibration, path: Path, checked: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The card's description of a saved calibration file: one definition, so every writer hashes it the same way."""
+    entry: dict[str, Any] = {
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "observer": calibration.observer,
+        "images": calibration.images,
+        "keep_float": None if calibration.keep_float is None else list(calibration.keep_float),
+    }
+    return entry | dict(checked or {})
+
+
+def _check_results(checked: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a check measured, limited to the keys the card's calibration entry defines for it."""
+    unknown = sorted(set(checked or {}) - set(_CHECK_KEYS))
+    if unknown:
+        raise ValueError(f"checked takes only {', '.join(_CHECK_KEYS)}, not {', '.join(unknown)}")
+    return dict(checked or {})
+
+
+def _replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a file under a temporary name in its folder, flush it to disk, then rename it over ``target``.
+
+    A rename within one folder is atomic, so a reader (or a crash) sees the old file or the new one, never half.
+    The writer creates the temporary file itself (usual permissions); a replaced file keeps its mode.
+    """
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        write(tmp)
+        if target.exists():
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _check_class_count(state: dict[str, torch.Tensor], card: ModelCard, weights_path: Path) -> None:
