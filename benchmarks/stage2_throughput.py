@@ -2,6 +2,7 @@
 
     python benchmarks/stage2_throughput.py                 # ResNet50 at 224 px, fp32 / bf16 / int8
     python benchmarks/stage2_throughput.py --precisions fp32,int8 --val-crops 400
+    python benchmarks/stage2_throughput.py --model MODEL --data DB_4 --train-crops 512 --calibration-crops 512
 
 Baseline (the original's loop): one crop per forward pass, fp32 ResNet50, each crop read from disk as a PNG
 and transformed as the original did (PIL open, resize to 224, ``ToTensor``, ``Normalize``), under ``no_grad``.
@@ -9,7 +10,8 @@ and transformed as the original did (PIL open, resize to 224, ``ToTensor``, ``No
 Candidates: :class:`~papscreen.models.stage2.Stage2Classifier` on the same PNG files, decoded with OpenCV in a
 thread pool (decoding releases the GIL) into uint8 batches, resized once per batch, with ``inference_mode`` and
 channels-last memory, at fp32, bf16 autocast and int8 (``torch.ao`` x86 post-training static quantization,
-calibrated on training crops). Every path is timed end to end, from the files on disk to probabilities.
+calibrated on training crops; 8-bit activations where the CPU has VNNI, 7-bit elsewhere; ``--keep-float`` leaves
+more layers in float). Every path is timed end to end, from the files on disk to probabilities.
 
 Accuracy of the faster precisions is measured too, because speed bought with wrong answers is no gain: the
 fraction of validation crops on which each precision predicts the same class as fp32 (target >= 99%), and the
@@ -46,7 +48,7 @@ from papscreen.datasets.layout import read_dataset
 from papscreen.datasets.synthetic import render_cell_crop
 from papscreen.models.backbones import build_stage2_network, split_feature_extractor
 from papscreen.models.device import bf16_supported, describe_machine
-from papscreen.models.quantize import int8_available, prediction_agreement
+from papscreen.models.quantize import activation_bits, float_layers, int8_available, prediction_agreement
 from papscreen.models.stage2 import Stage2Classifier, stage2_card
 
 
@@ -61,7 +63,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-crops", type=int, default=24, help="crops the one-at-a-time baseline runs")
     parser.add_argument("--train-crops", type=int, default=128, help="crops for the head (and BN statistics)")
     parser.add_argument("--calibration-crops", type=int, default=64, help="training crops for int8 calibration")
-    parser.add_argument("--val-crops", type=int, default=160, help="validation crops: timed and scored")
+    parser.add_argument(
+        "--val-crops", type=int, help="validation crops timed and scored (default: 160 synthetic, or all of --data's)"
+    )
+    parser.add_argument(
+        "--keep-float",
+        help="comma-separated modules int8 leaves in float (default: the first convolution and the last linear)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--model", type=Path, help="a trained stage-2 model folder: timed and scored instead of the stand-in"
@@ -74,8 +82,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def dataset_crops(folder: Path, n_train: int, n_val: int, seed: int) -> tuple[list[Path], list[Path], np.ndarray]:
-    """Training paths (for calibration) and up to ``n_val`` validation paths with labels, drawn evenly at random."""
+def dataset_crops(
+    folder: Path, n_train: int, n_val: int | None, seed: int
+) -> tuple[list[Path], list[Path], np.ndarray]:
+    """Training paths (for calibration) and up to ``n_val`` (default all) validation paths with labels, at random."""
     index = read_dataset(folder)
     rng = np.random.default_rng(seed)
     train = [index.splits["train"][i].path for i in rng.permutation(len(index.splits["train"]))[:n_train]]
@@ -201,7 +211,7 @@ def main() -> int:
             train, val, val_labels = dataset_crops(args.data, args.train_crops, args.val_crops, args.seed)
         else:
             train, train_labels = write_crops(Path(tmp) / "train", args.train_crops, args.seed, args.crop_size)
-            val, val_labels = write_crops(Path(tmp) / "val", args.val_crops, args.seed + 1, args.crop_size)
+            val, val_labels = write_crops(Path(tmp) / "val", args.val_crops or 160, args.seed + 1, args.crop_size)
         if args.model is not None:
             trained = Stage2Classifier.from_checkpoint(args.model)
             network, card = trained.network, trained.card
@@ -225,8 +235,13 @@ def main() -> int:
             if precision == "int8":
                 start = time.perf_counter()
                 calibration = np.stack([read_rgb(p) for p in train[: args.calibration_crops]])
-                classifier = fp32.calibrate_int8(calibration, batch_size=args.batch_size)
-                print(f"          (int8 calibration on {len(calibration)} crops: {time.perf_counter() - start:.0f} s)")
+                keep = None if args.keep_float is None else tuple(n.strip() for n in args.keep_float.split(","))
+                classifier = fp32.calibrate_int8(calibration, batch_size=args.batch_size, keep_float=keep)
+                kept = ", ".join(keep or float_layers(network))
+                print(
+                    f"          (int8 calibration on {len(calibration)} crops: {time.perf_counter() - start:.0f} s; "
+                    f"{activation_bits()}-bit activations; float: {kept})"
+                )
             else:
                 classifier = fp32.with_precision(precision)  # type: ignore[arg-type]
             batched_pipeline(classifier, val[: args.batch_size], args.batch_size, args.workers)  # warm-up

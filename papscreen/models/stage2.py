@@ -67,6 +67,7 @@ __all__ = [
     "PRECISIONS",
     "Precision",
     "Stage2Classifier",
+    "int8_check_passed",
     "stage2_card",
 ]
 
@@ -518,6 +519,27 @@ def _calibration_entry(
     return entry | dict(checked or {})
 
 
+def int8_check_passed(card: ModelCard, *, min_agreement: float = 0.99, max_f1_loss: float = 0.005) -> bool:
+    """Whether the card's int8 calibration was checked against fp32 on validation and met both bars.
+
+    What ``papscreen models calibrate-int8`` records; a calibration attached without a check (or forced through
+    a failed one) does not count, so ``auto`` precision never picks int8 for it.
+
+    Examples:
+        >>> card = stage2_card("resnet18", input_size=32)
+        >>> int8_check_passed(card)
+        False
+        >>> entry = {"agreement": 0.995, "macro_f1_change": -0.001, "validation_crops": 762}
+        >>> int8_check_passed(card.model_copy(update={"architecture_options": {"int8_calibration": entry}}))
+        True
+    """
+    entry = card.architecture_options.get(_CALIBRATION_KEY) or {}
+    agreement, change = entry.get("agreement"), entry.get("macro_f1_change")
+    if not isinstance(agreement, int | float) or not isinstance(change, int | float):
+        return False
+    return agreement >= min_agreement and -change <= max_f1_loss
+
+
 def _check_results(checked: Mapping[str, Any] | None) -> dict[str, Any]:
     """What a check measured, limited to the keys the card's calibration entry defines for it."""
     unknown = sorted(set(checked or {}) - set(_CHECK_KEYS))
@@ -566,8 +588,8 @@ def _load_calibration(card: ModelCard, card_path: Path, *, required: bool) -> In
         if required:
             raise CheckpointError(
                 card_path,
-                "this model was saved without an int8 calibration; load it at fp32, call "
-                "calibrate_int8(training crops) and save it again",
+                "this model was saved without an int8 calibration; run `papscreen models calibrate-int8 MODEL DB_4` "
+                "(or use precision fp32/bf16)",
             )
         return None
     path = card_path.with_name(str(entry.get("file", CALIBRATION_FILE)))

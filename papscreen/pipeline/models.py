@@ -12,9 +12,12 @@ from pathlib import Path
 import torch
 
 from papscreen.errors import ConfigError
+from papscreen.models.card import ModelCard, read_card
+from papscreen.models.checkpoints import resolve_card_path
 from papscreen.models.device import bf16_supported, resolve_device
+from papscreen.models.quantize import activation_bits, int8_available
 from papscreen.models.stage1 import Stage1Detector
-from papscreen.models.stage2 import Precision, Stage2Classifier
+from papscreen.models.stage2 import Precision, Stage2Classifier, int8_check_passed
 
 __all__ = ["ModelPair", "load_model_pair", "resolve_precision"]
 
@@ -45,12 +48,13 @@ class ModelPair:
         return cls(stage1, stage2, names)
 
 
-def resolve_precision(precision: str, device: torch.device) -> Precision:
-    """The stage-2 precision for a setting: ``auto`` takes bf16 where the hardware does it natively.
+def resolve_precision(precision: str, device: torch.device, card: ModelCard | None = None) -> Precision:
+    """The stage-2 precision for a setting: ``auto`` takes the fastest one the hardware and the model allow.
 
-    ``auto`` is bf16 (fp16 on a GPU without bf16) on a GPU and on a CPU with native bf16 instructions, fp32
-    elsewhere (emulated bf16 is slower than fp32). ``int8`` is never chosen automatically: it needs a calibration
-    and changes the numbers slightly, so a lab opts in.
+    ``auto`` is int8 on a CPU with VNNI (8-bit activations) when the stage-2 ``card`` carries an int8 calibration
+    whose check against fp32 passed (``papscreen models calibrate-int8``); otherwise bf16 (fp16 on a GPU without
+    bf16) on a GPU and on a CPU with native bf16 instructions, fp32 elsewhere (emulated bf16 is slower than fp32).
+    int8 is never picked for a model whose agreement with fp32 was not measured.
 
     Raises:
         ConfigError: an unknown precision, or int8 on a GPU.
@@ -62,12 +66,18 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
         True
     """
     if precision == "auto":
+        if device.type == "cpu" and card is not None and _int8_worth_it(card):
+            return "int8"
         return "bf16" if bf16_supported(device) else "fp32"
     if precision not in ("fp32", "bf16", "int8"):
         raise ConfigError(f"precision must be auto, fp32, bf16 or int8, not {precision!r}")
     if precision == "int8" and device.type != "cpu":
         raise ConfigError(f"int8 runs on the CPU only; use auto, fp32 or bf16 on {device}")
     return precision  # type: ignore[return-value]
+
+
+def _int8_worth_it(card: ModelCard) -> bool:
+    return int8_available() and activation_bits() == 8 and int8_check_passed(card)
 
 
 def load_model_pair(
@@ -80,7 +90,7 @@ def load_model_pair(
         ConfigError: CUDA asked for where there is none.
     """
     torch_device = resolve_device(device)
-    chosen = resolve_precision(precision, torch_device)
+    chosen = resolve_precision(precision, torch_device, read_card(resolve_card_path(Path(stage2_path))))
     stage1 = Stage1Detector.from_checkpoint(stage1_path, torch_device)
     stage2 = Stage2Classifier.from_checkpoint(stage2_path, torch_device, precision=chosen)
     names = {
