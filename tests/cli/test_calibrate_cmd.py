@@ -19,10 +19,10 @@ from papscreen.errors import CheckpointError
 from papscreen.imaging.image_io import write_rgb
 from papscreen.models.backbones import build_stage2_network
 from papscreen.models.card import ModelCard
-from papscreen.models.checkpoints import CARD_NAME, WEIGHTS_NAME, save_model
+from papscreen.models.checkpoints import CARD_NAME, WEIGHTS_NAME
 from papscreen.models.quantize import CALIBRATION_FILE, Int8Calibration, int8_available
-from papscreen.models.stage1_net import Stage1Net
 from papscreen.models.stage2 import Stage2Classifier, stage2_card
+from tests.cli.saved_models import saved_stage1
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch build has no x86 quantized engine")
 
@@ -108,16 +108,7 @@ def test_a_failed_check_saves_nothing(model: Path, db4: Path) -> None:
 
 
 def test_a_stage1_model_or_unknown_layer_is_refused(tmp_path: Path, model: Path, db4: Path) -> None:
-    card = ModelCard(
-        stage="stage1",
-        architecture="cnn20",
-        classes=("background", "cell"),
-        input_size=20,
-        working_scale=0.5,
-        weights_sha256="0" * 64,
-    )
-    stage1 = tmp_path / "stage1-model"
-    save_model(Stage1Net().state_dict(), card, stage1)
+    stage1 = saved_stage1(tmp_path / "stage1-model")
     result = CliRunner().invoke(app, ["models", "calibrate-int8", str(stage1), str(db4), *FAST])
     assert result.exit_code == 2
     assert "stage1 model" in result.output

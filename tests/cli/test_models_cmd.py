@@ -5,31 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from papscreen.cli import app
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import ModelStage, ModelStatus
-from papscreen.models.card import ModelCard
-from papscreen.models.checkpoints import save_model
-from papscreen.models.stage1_net import Stage1Net
+from tests.cli.saved_models import saved_stage1
 
 
 def _saved_stage1(folder: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    card = ModelCard(
-        stage="stage1",
-        architecture="cnn20",
-        classes=("background", "cell"),
-        input_size=20,
-        working_scale=0.5,
-        weights_sha256="0" * 64,
-        metrics={"f1": 0.9 + seed / 100},
-    )
-    save_model(Stage1Net().state_dict(), card, folder)
-    return folder
+    return saved_stage1(folder, seed, metrics={"f1": 0.9 + seed / 100})
 
 
 @pytest.fixture
