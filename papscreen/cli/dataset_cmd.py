@@ -162,6 +162,16 @@ def build(
             "nuclei) rather than empty glass; 0 gives glass-only background.",
         ),
     ] = DEFAULT_HARD_BACKGROUND_FRACTION,
+    abnormal_repeat: Annotated[
+        int,
+        typer.Option(
+            "--abnormal-repeat",
+            min=1,
+            max=20,
+            help="DB_3 cell patches per abnormal (LSIL or worse) nucleus, the extra ones slightly shifted: "
+            "abnormal nuclei are rare in the annotations, and stage 1 misses them without this.",
+        ),
+    ] = 1,
     strict: Annotated[bool, typer.Option("--strict", help="Stop before writing anything if any problem.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DB_3/ and DB_4/ in a non-empty --out.")] = (
         False
@@ -181,6 +191,7 @@ def build(
             extra_label_map=dict(settings.labels.extra_label_map),
             numbered=numbered,
             hard_background_fraction=hard_background_fraction,
+            abnormal_repeat=abnormal_repeat,
         )
         check_output_dir(out, overwrite)
         with progress_bar() as progress:

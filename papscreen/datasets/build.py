@@ -125,6 +125,9 @@ class BuildOptions:
             is clear (no stained blob within ``window_px // 4``, no annotated point within ``window_px // 2``)
             but which may hold stain elsewhere. Clear windows are drawn first, exactly as with 0; hard ones also
             make up any clear windows a crowded image lacks. 0 reproduces glass-only background.
+        abnormal_repeat: DB_3 cell patches per abnormal nucleus (LSIL or worse): the first centred, the others
+            shifted by up to a tenth of the window. Abnormal nuclei are a small minority of the annotations, so
+            without this stage 1 learns mostly what a normal nucleus looks like. 1 cuts one patch per nucleus.
     """
 
     crop_px: int = DEFAULT_CROP_PX
@@ -135,6 +138,7 @@ class BuildOptions:
     background_per_image: int | None = None
     numbered: bool = False
     hard_background_fraction: float = DEFAULT_HARD_BACKGROUND_FRACTION
+    abnormal_repeat: int = 1
 
     def __post_init__(self) -> None:
         """Refuse sizes and fractions that cannot produce a dataset."""
@@ -148,6 +152,8 @@ class BuildOptions:
             raise ValueError(f"background_per_image must be >= 0, got {self.background_per_image}")
         if not 0 <= self.hard_background_fraction <= 1:
             raise ValueError(f"hard_background_fraction must be between 0 and 1, got {self.hard_background_fraction}")
+        if self.abnormal_repeat < 1:
+            raise ValueError(f"abnormal_repeat must be at least 1, got {self.abnormal_repeat}")
 
     @property
     def window_px(self) -> int:
@@ -434,6 +440,8 @@ class _Writer:
             self.db3_rows.append({"file": relative, "label": "cell", **where, "padding": list(pads)})
             if any(pads):
                 self.padded_db3.append(relative)
+            if point.label != BETHESDA_CLASSES[0]:
+                self.repeats(split, rgb, point, name)
             crop, pads = cut_centred(rgb, point.x, point.y, self.options.crop_px)
             relative = f"{split}/{self.options.db4_folder(point.label)}/{name}"
             self.write(self.db4, relative, crop, point.label, self.db4_entries)
@@ -444,6 +452,22 @@ class _Writer:
             if any(pads):
                 self.padded_db4.append(relative)
             self.label_map_used[(point.source_label, point.label)] += 1
+
+    def repeats(self, split: str, rgb: np.ndarray, point: PointAnnotation, name: str) -> None:
+        """The extra, slightly shifted DB_3 cell patches of an abnormal nucleus (``abnormal_repeat - 1``)."""
+        window, size = self.options.window_px, (STAGE1_INPUT_PX, STAGE1_INPUT_PX)
+        rng = _image_rng(self.options.seed, f"{point.image}#{point.line}")
+        for k in range(1, self.options.abnormal_repeat):
+            dx, dy = rng.uniform(-0.1, 0.1, size=2) * window
+            patch, _ = cut_centred(rgb, point.x + dx, point.y + dy, window)
+            relative = f"{split}/cell/{Path(name).stem}_r{k}.png"
+            self.write(
+                self.db3, relative, cv2.resize(patch, size, interpolation=cv2.INTER_AREA), "cell", self.db3_entries
+            )
+            self.db3_rows.append(
+                {"file": relative, "label": "cell", "image": point.image, "line": point.line,
+                 "x": point.x + dx, "y": point.y + dy, "repeat": k}
+            )  # fmt: skip
 
     def backgrounds(
         self, split: str, image: str, rgb: np.ndarray, avoid: Sequence[PointAnnotation], wanted: int
@@ -609,6 +633,7 @@ def _finish(
             "stage1_scale": options.stage1_scale,
             "window_px": options.window_px,
             "resize": "cv2.INTER_AREA",
+            "abnormal_repeat": options.abnormal_repeat,
             "background": {
                 "per_image": (
                     "as many as the image has cells"
@@ -682,6 +707,7 @@ def build_datasets(
     background_per_image: int | None = None,
     numbered: bool = False,
     hard_background_fraction: float = DEFAULT_HARD_BACKGROUND_FRACTION,
+    abnormal_repeat: int = 1,
     strict: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
@@ -703,6 +729,7 @@ def build_datasets(
         numbered: legacy DB_4 folder names ``1``..``4``.
         hard_background_fraction: share of background patches clear only at their centre (see
             :class:`BuildOptions`); 0 cuts background from empty glass only.
+        abnormal_repeat: DB_3 cell patches per abnormal nucleus (see :class:`BuildOptions`).
         strict: stop before writing anything when there is any problem.
         overwrite: replace existing ``DB_3``/``DB_4`` in ``out_dir``.
         progress: called as ``progress(phase, done, total)``.
@@ -731,6 +758,7 @@ def build_datasets(
         background_per_image=background_per_image,
         numbered=numbered,
         hard_background_fraction=hard_background_fraction,
+        abnormal_repeat=abnormal_repeat,
     )
     check_output_dir(Path(out_dir), overwrite)
     plan = plan_build(annotated_dir, options, progress=progress)

@@ -66,6 +66,7 @@ CARD_CONFIG_KEYS = (
     "refine_peaks",
     "use_proposals",
     "proposal_min_score",
+    "proposals_first",
     "proposals",
 )
 """The :class:`Stage1Config` fields a model card keeps (in ``architecture_options``); tiling is not a model property."""
@@ -92,6 +93,10 @@ class Stage1Config:
         use_proposals: add nucleus-like colour blobs the network scores above ``proposal_min_score`` but did not
             peak on (see :mod:`papscreen.models.proposals`).
         proposal_min_score: cell probability a colour proposal needs to be kept, in [0, 1).
+        proposals_first: where a colour proposal and a network peak fall within ``min_distance_px``, keep the
+            proposal: it lies on the stained nucleus, while the network's map is flat over a whole cell (any window
+            holding the nucleus scores alike) and its peak can sit 20 px off a large nucleus. Off, a proposal only
+            fills a gap the network left.
         proposals: how colour proposals are found.
 
     Examples:
@@ -115,6 +120,7 @@ class Stage1Config:
     refine_peaks: bool = True
     use_proposals: bool = False
     proposal_min_score: float = 0.3
+    proposals_first: bool = False
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
 
     def __post_init__(self) -> None:
@@ -510,8 +516,10 @@ class Stage1Detector:
             xy = np.concatenate([xy, proposed[keep]])
             strength = np.concatenate([strength, proposed_strength[keep]])
             from_proposal = np.concatenate([from_proposal, np.ones(int(keep.sum()), bool)])
-        # Every network peak outranks every proposal: a proposal only fills a gap the network left.
-        priority = strength + np.where(from_proposal, 0.0, _PEAK_BONUS)
+        # One kind outranks the other in suppression: network peaks by default (a proposal fills a gap), colour
+        # proposals with proposals_first (a proposal moves a peak onto its nucleus).
+        first = from_proposal if config.proposals_first else ~from_proposal
+        priority = strength + np.where(first, _PEAK_BONUS, 0.0)
         kept = non_maximum_suppression(xy, priority, config.min_distance_px)
         kept = kept[np.argsort(-strength[kept], kind="stable")]
         return Detections(

@@ -474,3 +474,33 @@ def test_build_from_a_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path / "data")
     report = build_datasets(Path("annotated"), tmp_path / "out", crop_px=32, val_fraction=0.5)
     assert report.db4_fingerprint
+
+
+# -- abnormal nuclei repeated in DB_3 ---------------------------------------------------------------------------
+
+
+def test_abnormal_repeat_adds_shifted_cell_patches_of_abnormal_nuclei_only(
+    built: tuple[Path, BuildReport], tmp_path: Path
+) -> None:
+    root, plain = built
+    report = build_datasets(
+        root / "annotated", tmp_path / "repeat", crop_px=CROP, hard_background_fraction=0.5, abnormal_repeat=3
+    )
+    abnormal = sum(n for counts in plain.db4_counts.values() for c, n in counts.items() if c != "NILM")
+    cells = {split: plain.db3_counts[split]["cell"] for split in plain.db3_counts}
+    assert sum(report.db3_counts[s]["cell"] for s in cells) == sum(cells.values()) + 2 * abnormal
+    assert report.db4_counts == plain.db4_counts  # DB_4 is untouched
+    manifest = _manifest(report.db3_dir)
+    assert manifest["abnormal_repeat"] == 3
+    repeats = [row for row in manifest["samples"] if row.get("repeat")]
+    assert len(repeats) == 2 * abnormal
+    window = stage1_window_px(BuildOptions().stage1_scale)
+    originals = {(r["image"], r["line"]): r for r in manifest["samples"] if "line" in r and not r.get("repeat")}
+    for row in repeats:
+        origin = originals[(row["image"], row["line"])]
+        assert max(abs(row["x"] - origin["x"]), abs(row["y"] - origin["y"])) <= 0.1 * window
+
+
+def test_abnormal_repeat_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="abnormal_repeat"):
+        BuildOptions(abnormal_repeat=0)
