@@ -1,228 +1,133 @@
-"""Real-data accuracy of both stages on CRIC fields, beside two baselines, on this machine.
+"""Real-data accuracy of the whole method: grouped, stratified k-fold cross-validation on CRIC fields.
 
-    python benchmarks/real_accuracy.py ../shared/data            # build, train both stages, measure
-    python benchmarks/real_accuracy.py ../shared/data --stage1 MODEL --stage2 MODEL   # measure saved models
+    python benchmarks/real_accuracy.py ../shared/data --folds 5 --out results/real-cv
+    python benchmarks/real_accuracy.py ../shared/data --folds 5 --only-folds 1     # a quick look at one fold
 
-What it does, all in one run:
+Folds hold out whole fields (stratified by each field's worst label). In every fold, on the training fields only,
+stage 1 and stage 2 are trained (an inner split by field stops them early and calibrates stage 2) and the field
+verdict's threshold is chosen for ``--field-sensitivity`` on the inner validation fields; then the held-out fields
+are measured: stage-1 recall within ``--radius`` px by label and detections per field, stage 2 on the annotated
+nuclei (accuracy, macro-F1, per-class sensitivity and specificity, LSIL+ AUC, ECE, and where ASC-US and ASC-H
+cells go), end to end (stage 2 on what stage 1 found), and the field verdict's sensitivity and specificity.
 
-1. builds DB_3/DB_4 from the point-annotated fields (``DATA_DIR/cric-dev`` or ``DATA_DIR`` itself), split by
-   image (no field contributes to both training and validation), ASC-US -> LSIL and ASC-H -> HSIL;
-2. trains stage 1 on DB_3 and stage 2 on DB_4 with the given budget (or loads saved models);
-3. stage 1: detects nuclei on every *validation field* and reports the recall of annotated nuclei within
-   ``--radius`` px (15) and the mean detections per field (annotations are not exhaustive, so precision is only
-   indicated by the detection count);
-4. stage 2: accuracy, macro-F1, per-class sensitivity and ECE on the validation crops, beside the majority class
-   and class-balanced logistic regression on hand-made nuclear features (area, darkness, N:C ratio, cell area).
+Every figure is the mean over folds with its 95% interval (Student t). Writes ``results.json``, ``report.md`` and
+the figures into ``--out``. Loose crops (``cric-crops``) are not used: most are not centred on their cell (see
+docs/experiments.md), so their labels cannot be trusted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from papscreen.bethesda import BETHESDA_CLASSES
-from papscreen.datasets.annotations import read_annotations
-from papscreen.datasets.build import build_datasets
-from papscreen.datasets.layout import read_dataset
-from papscreen.imaging.image_io import read_rgb
-from papscreen.models.baselines import NuclearFeatureBaseline, majority_class_probs
-from papscreen.models.card import read_card
-from papscreen.models.checkpoints import resolve_card_path
+from papscreen.datasets.build import plan_build
+from papscreen.datasets.real import read_real_cells, write_cell_crops
 from papscreen.models.device import describe_machine, resolve_device
-from papscreen.models.evaluation import DetectionMatch, detection_recall, evaluate_stage2
-from papscreen.models.metrics import ClassificationMetrics, classification_report
-from papscreen.models.stage1 import Stage1Detector
-from papscreen.models.stage2 import Stage2Classifier
-from papscreen.models.train_stage1 import train_stage1
-from papscreen.models.train_stage2 import train_stage2
+from papscreen.models.real_cv import (
+    FieldRecipe,
+    Stage1Recipe,
+    Stage2Recipe,
+    default_build_options,
+    prepare,
+    run_fold,
+    summarise,
+)
+from papscreen.models.real_cv_report import markdown_table, write_report
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_dir", type=Path, help="folder holding cric-dev/ (or an annotated folder itself)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/papscreen-real-accuracy"), help="build/model folder")
-    parser.add_argument("--stage1", type=Path, help="a saved stage-1 model (skips stage-1 training)")
-    parser.add_argument("--stage2", type=Path, help="a saved stage-2 model (skips stage-2 training)")
-    parser.add_argument("--stage1-scale", type=float, default=1 / 3, help="stage-1 working scale for CRIC fields")
-    parser.add_argument("--stage1-arch", default="cnn20plus")
-    parser.add_argument("--stage1-epochs", type=int, default=30)
-    parser.add_argument("--stage2-arch", default="resnet18")
-    parser.add_argument("--stage2-mode", default="finetune", choices=("frozen", "finetune"))
-    parser.add_argument("--stage2-epochs", type=int, default=15)
-    parser.add_argument("--stage2-input", type=int, default=112, help="stage-2 network input size, px")
-    parser.add_argument("--stage2-crop", type=int, default=128, help="stage-2 crop side at full resolution, px")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"), help="stage-2 inference")
-    parser.add_argument("--radius", type=float, default=15.0, help="stage-1 match distance, field px")
+    parser.add_argument("data_dir", type=Path, help="folder holding cric-dev/ (and optionally cric-crops/)")
+    parser.add_argument("--out", type=Path, default=Path("real-cv"), help="report folder")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/papscreen-real-cv"), help="scratch folder")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only-folds", type=int, default=None, help="run only the first N folds")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="also write every number here")
+    parser.add_argument("--radius", type=float, default=15.0, help="stage-1 match distance, field px")
+    s1 = parser.add_argument_group("stage 1")
+    s1.add_argument("--stage1-arch", default=Stage1Recipe.architecture)
+    s1.add_argument("--stage1-scale", type=float, default=Stage1Recipe.working_scale)
+    s1.add_argument("--stage1-epochs", type=int, default=Stage1Recipe.epochs)
+    s1.add_argument("--abnormal-repeat", type=int, default=Stage1Recipe.abnormal_repeat)
+    s1.add_argument("--hard-background", type=float, default=Stage1Recipe.hard_background)
+    s1.add_argument("--stage1-threshold", type=float, default=Stage1Recipe.threshold)
+    s1.add_argument("--min-distance", type=float, default=Stage1Recipe.min_distance_px)
+    s1.add_argument("--proposals", action="store_true", help="add colour proposals")
+    s1.add_argument("--proposals-first", action="store_true", help="colour proposals win over network peaks")
+    s1.add_argument("--snap", type=float, default=Stage1Recipe.snap_radius_px, help="snap radius to the nucleus, px")
+    s2 = parser.add_argument_group("stage 2")
+    s2.add_argument("--arch", default=Stage2Recipe.architecture)
+    s2.add_argument("--input", type=int, default=Stage2Recipe.input_size)
+    s2.add_argument("--crop", type=int, default=Stage2Recipe.crop_size)
+    s2.add_argument("--epochs", type=int, default=Stage2Recipe.epochs)
+    s2.add_argument("--patience", type=int, default=Stage2Recipe.patience)
+    s2.add_argument("--lr", type=float, default=None)
+    s2.add_argument("--batch", type=int, default=Stage2Recipe.batch_size)
+    s2.add_argument("--balance", default=Stage2Recipe.balance, choices=("loss", "sampler", "none"))
+    s2.add_argument("--augment", default=Stage2Recipe.augment, choices=("full", "dihedral", "none"))
+    s2.add_argument("--bf16", action="store_true", help="train stage 2 under bf16 autocast")
+    fv = parser.add_argument_group("field verdict")
+    fv.add_argument("--top-k", type=int, default=FieldRecipe.top_k)
+    fv.add_argument("--field-sensitivity", type=float, default=FieldRecipe.min_sensitivity)
     return parser.parse_args()
 
 
-def annotated_folder(data_dir: Path) -> Path:
-    return data_dir / "cric-dev" if (data_dir / "cric-dev").is_dir() else data_dir
-
-
-def build(args: argparse.Namespace) -> tuple[Path, Path, list[str]]:
-    built = args.work / "built"
-    manifest = built / "DB_4" / "manifest.json"
-    if not manifest.exists():
-        print(f"building DB_3/DB_4 into {built} ...", flush=True)
-        build_datasets(
-            annotated_folder(args.data_dir),
-            built,
-            crop_px=args.stage2_crop,
-            stage1_scale=args.stage1_scale,
-            seed=args.seed,
-            overwrite=True,
-        )
-    split = json.loads(manifest.read_text())["split"]
-    return built / "DB_3", built / "DB_4", list(split["validation"])
-
-
-def stage1_model(args: argparse.Namespace, db3: Path, device: object) -> tuple[Stage1Detector, float]:
-    if args.stage1 is not None:  # a saved model: its training time is on its card
-        seconds = float(read_card(resolve_card_path(args.stage1)).training.get("seconds", 0.0))
-        return Stage1Detector.from_checkpoint(args.stage1, device), seconds
-    tick = time.perf_counter()
-    result = train_stage1(
-        read_dataset(db3),
+def recipes(args: argparse.Namespace) -> tuple[Stage1Recipe, Stage2Recipe, FieldRecipe]:
+    stage1 = Stage1Recipe(
         architecture=args.stage1_arch,
+        working_scale=args.stage1_scale,
         epochs=args.stage1_epochs,
-        seed=args.seed,
-        device=device,
-        progress=lambda row: print(f"  stage 1 epoch {int(row['epoch'])}: val F1 {row['val_f1']:.3f}", flush=True),
+        abnormal_repeat=args.abnormal_repeat,
+        hard_background=args.hard_background,
+        threshold=args.stage1_threshold,
+        min_distance_px=args.min_distance,
+        use_proposals=args.proposals or args.proposals_first,
+        proposals_first=args.proposals_first,
+        snap_radius_px=args.snap,
     )
-    seconds = time.perf_counter() - tick
-    folder = args.work / "models" / f"stage1-{args.stage1_arch}-{int(time.time())}"
-    result.detector.to_checkpoint(folder, result.metrics, result.dataset_fingerprint, result.training)
-    print(f"  saved {folder}")
-    return result.detector, seconds
-
-
-def stage2_model(args: argparse.Namespace, db4: Path, device: object) -> tuple[Stage2Classifier, float]:
-    if args.stage2 is not None:
-        classifier = Stage2Classifier.from_checkpoint(args.stage2, device, precision=args.precision)
-        return classifier, float(classifier.card.training.get("seconds", 0.0))
-    tick = time.perf_counter()
-    result = train_stage2(
-        read_dataset(db4),
-        architecture=args.stage2_arch,
-        mode=args.stage2_mode,
-        epochs=args.stage2_epochs,
-        input_size=args.stage2_input,
-        crop_size=args.stage2_crop,
-        seed=args.seed,
-        device=device,
-        progress=lambda row: print(
-            f"  stage 2 epoch {int(row['epoch'])}: val macro-F1 {row['val_macro_f1']:.3f} ({row['seconds']:.0f} s)",
-            flush=True,
-        ),
+    stage2 = Stage2Recipe(
+        architecture=args.arch,
+        input_size=args.input,
+        crop_size=args.crop,
+        epochs=args.epochs,
+        patience=args.patience,
+        lr=args.lr,
+        batch_size=args.batch,
+        balance=args.balance,
+        augment=args.augment,
+        bf16=args.bf16,
     )
-    seconds = time.perf_counter() - tick
-    folder = args.work / "models" / f"stage2-{args.stage2_arch}-{int(time.time())}"
-    result.save(folder)
-    print(f"  saved {folder}")
-    classifier = result.classifier
-    if args.precision != "fp32":
-        classifier = Stage2Classifier.from_checkpoint(folder, device, precision=args.precision)
-    return classifier, seconds
-
-
-def stage1_recall(
-    detector: Stage1Detector, data_dir: Path, images: list[str], radius: float
-) -> tuple[DetectionMatch, dict[str, DetectionMatch], float]:
-    annotations = read_annotations(annotated_folder(data_dir))
-    points: dict[str, list] = {}
-    for point in (*annotations.points, *annotations.unlabelled_points):
-        points.setdefault(point.image, []).append(point)
-    total = DetectionMatch(0, 0, 0, 0)
-    by_class: dict[str, DetectionMatch] = {}
-    seconds = 0.0
-    for image in images:
-        rgb = read_rgb(annotations.images_dir / image)
-        tick = time.perf_counter()
-        found = detector.detect(rgb)
-        seconds += time.perf_counter() - tick
-        field = points.get(image, [])
-        xy = np.array([[p.x, p.y] for p in field], np.float64).reshape(-1, 2)
-        total = total + detection_recall(found.xy, xy, radius)
-        for label in {p.label or p.source_label for p in field}:
-            chosen = np.array([[p.x, p.y] for p in field if (p.label or p.source_label) == label]).reshape(-1, 2)
-            match = detection_recall(found.xy, chosen, radius)
-            match = DetectionMatch(match.points, match.found, 0, 0)
-            by_class[label] = by_class.get(label, DetectionMatch(0, 0, 0, 0)) + match
-    return total, by_class, seconds / max(len(images), 1)
-
-
-def baselines(db4: Path, seed: int) -> dict[str, ClassificationMetrics]:
-    index = read_dataset(db4)
-    classes = list(index.class_names)
-    train = index.splits["train"]
-    val = index.splits["validation"]
-    y_train = np.array([s.label_index for s in train])
-    y_val = np.array([s.label_index for s in val])
-    majority = majority_class_probs(y_train, len(val), len(classes))
-    lr = NuclearFeatureBaseline(len(classes), seed).fit([read_rgb(s.path) for s in train], y_train)
-    lr_probs = lr.predict_proba([read_rgb(s.path) for s in val])
-    return {
-        "majority class": classification_report(y_val, majority, classes),
-        "nuclear-feature LR": classification_report(y_val, lr_probs, classes),
-    }
-
-
-def row(name: str, m: ClassificationMetrics) -> str:
-    sens = " ".join(f"{(m.for_class(c).sensitivity or 0.0):6.3f}" for c in BETHESDA_CLASSES if c in m.class_names)
-    return f"{name:<28} {m.accuracy:8.3f} {m.macro_f1:8.3f} {sens} {m.ece:6.3f}"
+    return stage1, stage2, FieldRecipe(top_k=args.top_k, min_sensitivity=args.field_sensitivity)
 
 
 def main() -> int:
     args = parse_args()
     device = resolve_device("auto")
-    print(f"machine: {describe_machine(device)}")
-    db3, db4, val_images = build(args)
-    counts = read_dataset(db4).counts()
-    print(f"DB_4 crops per split and class: {counts}")
-
-    detector, s1_seconds = stage1_model(args, db3, device)
-    match, by_class, per_field = stage1_recall(detector, args.data_dir, val_images, args.radius)
-    print(
-        f"\nstage 1 ({detector.architecture}, working scale {detector.config.working_scale:.3f}), trained in "
-        f"{s1_seconds:.0f} s, on {match.fields} validation fields:"
-    )
-    print(f"  recall of annotated nuclei within {args.radius:g} px: {match.recall:.3f} ({match.found}/{match.points})")
-    print(f"  mean detections per field: {match.detections_per_field:.1f}; detection time {per_field:.2f} s/field")
-    print("  recall by label: " + ", ".join(f"{k} {v.recall:.3f} (n={v.points})" for k, v in sorted(by_class.items())))
-
-    classifier, s2_seconds = stage2_model(args, db4, device)
-    evaluation = evaluate_stage2(classifier, read_dataset(db4), "validation")
-    results = {f"stage 2 ({classifier.card.architecture})": evaluation.metrics, **baselines(db4, args.seed)}
-    print(f"\nstage 2 trained in {s2_seconds:.0f} s; validation crops: {evaluation.metrics.n_samples}")
-    header = " ".join(f"{c:>6}" for c in BETHESDA_CLASSES)
-    print(f"{'method':<28} {'accuracy':>8} {'macro-F1':>8} {header} {'ECE':>6}   (per-class: sensitivity)")
-    for name, metrics in results.items():
-        print(row(name, metrics))
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": describe_machine(device),
-                    "stage1": {
-                        "recall": match.recall,
-                        "detections_per_field": match.detections_per_field,
-                        "radius": args.radius,
-                        "train_seconds": s1_seconds,
-                    },
-                    "stage2_train_seconds": s2_seconds,
-                    "stage2": {k: v.to_dict() for k, v in results.items()},
-                },
-                indent=2,
-            )
-        )
+    machine = describe_machine(device)
+    print(f"machine: {machine}", flush=True)
+    started = time.perf_counter()
+    stage1, stage2, verdict = recipes(args)
+    cells = read_real_cells(args.data_dir)
+    crops = write_cell_crops(cells, args.work / f"cells{stage2.crop_size}", stage2.crop_size)
+    plan = plan_build(args.data_dir / "cric-dev", default_build_options(args.seed))
+    data = prepare(cells, plan, crops, args.folds, args.seed)
+    print(f"{len(cells.cells)} cells ({cells.counts()}), {len(cells.fields)} fields, {args.folds} folds", flush=True)
+    results = []
+    for fold in data.folds[: args.only_folds or len(data.folds)]:
+        result = run_fold(data, fold, stage1, stage2, verdict, args.work, device, radius=args.radius)
+        results.append(result)
+        shown = ("stage1_recall_all", "stage1_detections_per_field", "stage2_macro_f1", "stage2_lsil_plus_auc",
+                 "e2e_macro_f1", "field_sensitivity", "field_specificity")  # fmt: skip
+        print(f"fold {fold.number}: " + ", ".join(f"{k} {result.figures[k]:.3f}" for k in shown
+                                                   if result.figures[k] is not None), flush=True)  # fmt: skip
+    summary = summarise(results)
+    seconds = time.perf_counter() - started
+    recipe_record = {"stage1": stage1, "stage2": stage2, "field": verdict, "folds": args.folds, "seed": args.seed}
+    written = write_report(args.out, results, summary, recipe_record, machine, seconds)
+    print("\n" + markdown_table(summary))
+    print(f"\n{len(results)} folds in {seconds / 60:.1f} min; wrote {', '.join(str(p) for p in written.values())}")
     return 0
 
 

@@ -49,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--abnormal-repeat", type=int, default=1)
     parser.add_argument("--min-distance", type=float, default=16.0)
     parser.add_argument("--proposals", action="store_true")
+    parser.add_argument("--proposals-first", action="store_true")
+    parser.add_argument("--snap", type=float, default=0.0, help="snap radius, field px")
     parser.add_argument("--radius", type=float, default=15.0)
     parser.add_argument("--budget", type=float, default=250.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -93,7 +95,11 @@ def main() -> int:
         )  # fmt: skip
         train_seconds = time.perf_counter() - tick
         detector = result.detector.with_config(
-            threshold=min(THRESHOLDS), min_distance_px=args.min_distance, use_proposals=args.proposals
+            threshold=min(THRESHOLDS),
+            min_distance_px=args.min_distance,
+            use_proposals=args.proposals,
+            proposals_first=args.proposals_first,
+            snap_radius_px=args.snap,
         )
         found: dict[float, dict[str, tuple[int, int]]] = {t: {} for t in THRESHOLDS}
         counts: dict[float, list[int]] = {t: [] for t in THRESHOLDS}

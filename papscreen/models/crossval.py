@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 __all__ = ["Fold", "MeanCI", "grouped_folds", "mean_ci"]
 
@@ -67,7 +67,11 @@ def grouped_folds(
     distinct = np.unique(groups)
     if k < 2 or k > len(distinct):
         raise ValueError(f"k must be between 2 and the number of groups ({len(distinct)}), got {k}")
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    _, counts = np.unique(strata, return_counts=True)
+    if counts.max() < k:  # no class can be spread over k folds: split by group alone
+        splitter: StratifiedGroupKFold | GroupKFold = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a class rarer than k is expected (SCC fields); it is spread as far as it goes
         warnings.filterwarnings("ignore", "The least populated class", UserWarning)
         splits = list(splitter.split(np.zeros(len(groups)), strata, groups))

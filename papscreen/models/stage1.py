@@ -53,6 +53,7 @@ __all__ = [
     "find_peaks",
     "non_maximum_suppression",
     "refine_peaks",
+    "snap_to_darkest",
 ]
 
 Stage1Network = Stage1Net | Stage1NetPlus
@@ -67,6 +68,8 @@ CARD_CONFIG_KEYS = (
     "use_proposals",
     "proposal_min_score",
     "proposals_first",
+    "snap_radius_px",
+    "snap_sigma_px",
     "proposals",
 )
 """The :class:`Stage1Config` fields a model card keeps (in ``architecture_options``); tiling is not a model property."""
@@ -93,6 +96,13 @@ class Stage1Config:
         use_proposals: add nucleus-like colour blobs the network scores above ``proposal_min_score`` but did not
             peak on (see :mod:`papscreen.models.proposals`).
         proposal_min_score: cell probability a colour proposal needs to be kept, in [0, 1).
+        snap_radius_px: move each detection to the darkest point (smoothed optical density) within this many field
+            pixels, then merge detections closer than ``min_distance_px`` again. The network's map is flat over a
+            whole cell (any window holding the nucleus scores alike), so its peak can sit 20 px off the nucleus;
+            the nucleus is the darkest part of a cell. 0 turns it off. On CRIC fields (one fold, 34 fields) 15 px
+            raised recall within 15 px from 0.73 to 0.84 at about the same number of detections.
+        snap_sigma_px: Gaussian smoothing of the darkness before snapping, field pixels (a nucleus-sized blur, so
+            a speck of debris does not win over a nucleus).
         proposals_first: where a colour proposal and a network peak fall within ``min_distance_px``, keep the
             proposal: it lies on the stained nucleus, while the network's map is flat over a whole cell (any window
             holding the nucleus scores alike) and its peak can sit 20 px off a large nucleus. Off, a proposal only
@@ -121,6 +131,8 @@ class Stage1Config:
     use_proposals: bool = False
     proposal_min_score: float = 0.3
     proposals_first: bool = False
+    snap_radius_px: float = 0.0
+    snap_sigma_px: float = 4.0
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
 
     def __post_init__(self) -> None:
@@ -141,6 +153,10 @@ class Stage1Config:
             raise ValueError(f"tile_batch must be at least 1, got {self.tile_batch}")
         if not 0 <= self.proposal_min_score < 1:
             raise ValueError(f"proposal_min_score must be in [0, 1), got {self.proposal_min_score}")
+        if not (self.snap_radius_px >= 0 and self.snap_sigma_px > 0):
+            raise ValueError(
+                f"snap_radius_px must be >= 0 and snap_sigma_px > 0, got {self.snap_radius_px}, {self.snap_sigma_px}"
+            )
 
     @property
     def window_px(self) -> int:
@@ -292,6 +308,32 @@ def refine_peaks(score_map: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> t
     left, right = m[rows, np.clip(cols - 1, 0, w - 1)], m[rows, np.clip(cols + 1, 0, w - 1)]
     centre = m[rows, cols]
     return rows + offset(up, centre, down, ok_r), cols + offset(left, centre, right, ok_c)
+
+
+def snap_to_darkest(rgb: np.ndarray, xy: np.ndarray, radius: float, sigma: float) -> np.ndarray:
+    """Move each point to the darkest pixel (Gaussian-smoothed mean optical density) within ``radius`` of it.
+
+    Examples:
+        >>> field = np.full((40, 40, 3), 240, np.uint8)
+        >>> field[25:30, 8:13] = 60  # a dark nucleus centred at (10, 27)
+        >>> snap_to_darkest(field, np.array([[14.0, 20.0]]), radius=10, sigma=1.5).tolist()
+        [[10.0, 27.0]]
+    """
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    if not len(xy):
+        return xy.copy()
+    darkness = -np.log((rgb.astype(np.float32) + 1.0) / 256.0).mean(axis=2)
+    darkness = cv2.GaussianBlur(darkness, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+    height, width = darkness.shape
+    r = max(1, round(radius))
+    out = np.empty_like(xy)
+    for i, (x, y) in enumerate(xy):
+        cx, cy = round(min(max(float(x), 0), width - 1)), round(min(max(float(y), 0), height - 1))
+        top, left = max(0, cy - r), max(0, cx - r)
+        window = darkness[top : min(height, cy + r + 1), left : min(width, cx + r + 1)]
+        row, col = np.unravel_index(int(np.argmax(window)), window.shape)
+        out[i] = (left + col, top + row)
+    return out
 
 
 def non_maximum_suppression(xy: np.ndarray, scores: np.ndarray, min_distance: float) -> np.ndarray:
@@ -521,6 +563,12 @@ class Stage1Detector:
         first = from_proposal if config.proposals_first else ~from_proposal
         priority = strength + np.where(first, _PEAK_BONUS, 0.0)
         kept = non_maximum_suppression(xy, priority, config.min_distance_px)
+        if config.snap_radius_px > 0 and len(kept):
+            offset = np.asarray(region_offset, np.float64)
+            snapped = snap_to_darkest(_check_rgb(rgb), xy[kept] - offset, config.snap_radius_px, config.snap_sigma_px)
+            xy = xy.copy()
+            xy[kept] = snapped + offset
+            kept = kept[non_maximum_suppression(xy[kept], priority[kept], config.min_distance_px)]
         kept = kept[np.argsort(-strength[kept], kind="stable")]
         return Detections(
             xy=xy[kept],

@@ -80,10 +80,18 @@ def _plan_stage1(slide: SlideReader, stage1: Stage1Detector, tile_px: int) -> _S
             working_scale=min(1.0, config.working_scale * downsample),
             min_distance_px=config.min_distance_px / downsample,
             smoothing_sigma_px=config.smoothing_sigma_px / downsample,
+            snap_radius_px=config.snap_radius_px / downsample,
+            snap_sigma_px=config.snap_sigma_px / downsample,
         )
     scale = detector.config.working_scale
     window = STAGE1_INPUT_PX / scale
-    margin = math.ceil(2 * window + detector.config.min_distance_px + 4 * detector.config.smoothing_sigma_px)
+    margin = math.ceil(
+        2 * window
+        + detector.config.min_distance_px
+        + 4 * detector.config.smoothing_sigma_px
+        + detector.config.snap_radius_px
+        + 2 * detector.config.snap_sigma_px
+    )
     step = config.map_stride / scale
     align = round(step) if abs(step - round(step)) < 1e-6 else 1
     width, height = slide.level_dimensions[level]

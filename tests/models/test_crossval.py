@@ -62,3 +62,10 @@ def test_interval_of_fold_figures() -> None:
     assert ci.high - ci.low == pytest.approx(2 * 2.776 * 0.0158 / np.sqrt(5), rel=1e-2)
     assert mean_ci([0.5]).to_dict() == {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 1}
     assert mean_ci([None, float("nan")]).n == 0
+
+
+def test_rare_classes_only_fall_back_to_plain_group_folds() -> None:
+    groups = [f"f{i}" for i in range(6)]
+    strata = ["NILM", "NILM", "LSIL", "LSIL", "HSIL", "SCC"]  # no class has 3 members
+    folds = grouped_folds(groups, strata, 3, seed=0)
+    assert sorted(g for f in folds for g in f.validation_groups) == groups

@@ -1,0 +1,115 @@
+"""Cross-validation of the whole method on a tiny CRIC-like folder: it runs, and no held-out field is trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from papscreen.datasets.build import plan_build
+from papscreen.datasets.real import read_real_cells, write_cell_crops
+from papscreen.models import real_cv
+from papscreen.models.real_cv import FieldRecipe, Stage1Recipe, Stage2Recipe, default_build_options, prepare
+from papscreen.models.real_cv_report import write_report
+
+LABELS = ("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC")
+
+
+def _cric_like(root: Path, n_fields: int = 12, seed: int = 0) -> Path:
+    """Fields of pale cells; abnormal nuclei larger and darker; two fields hold only NILM cells."""
+    rng = np.random.default_rng(seed)
+    rows = ["image,x,y,bethesda,cric_cell_id"]
+    cell_id = 0
+    for f in range(n_fields):
+        field = np.full((200, 260, 3), 235, np.uint8)
+        labels = ["NILM"] * 3 if f < 2 else ["NILM", "NILM", LABELS[1 + f % 5]]
+        for k, label in enumerate(labels):
+            x, y = 50 + 80 * k + int(rng.integers(-5, 5)), 100 + int(rng.integers(-30, 30))
+            severity = LABELS.index(label)
+            cv2.circle(field, (x, y), 26, (225, 170, 190), -1)
+            cv2.circle(field, (x, y), 5 + 2 * severity, (110 - 10 * severity, 70, 150 - 10 * severity), -1)
+            rows.append(f"f{f:02d}.jpg,{x},{y},{label},{cell_id}")
+            cell_id += 1
+        (root / "cric-dev" / "images").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "cric-dev" / "images" / f"f{f:02d}.jpg"), cv2.cvtColor(field, cv2.COLOR_RGB2BGR))
+    (root / "cric-dev" / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fold_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = _cric_like(tmp_path_factory.mktemp("cric"))
+    work = tmp_path_factory.mktemp("work")
+    cells = read_real_cells(root)
+    crops = write_cell_crops(cells, work / "cells", 32)
+    plan = plan_build(root / "cric-dev", default_build_options(seed=0))
+    data = prepare(cells, plan, crops, k=3, seed=0)
+    trained_on: list[str] = []
+    original = real_cv.train_stage2
+
+    def recording_train_stage2(index: Any, **kwargs: Any) -> Any:
+        trained_on.extend(s.path.name.split("__")[0] for split in index.splits.values() for s in split)
+        return original(index, **kwargs)
+
+    real_cv.train_stage2 = recording_train_stage2  # type: ignore[assignment]  # a recording wrapper, restored below
+    try:
+        result = real_cv.run_fold(
+            data,
+            data.folds[0],
+            Stage1Recipe(working_scale=0.5, epochs=2, patience=2, snap_radius_px=8),
+            Stage2Recipe(architecture="resnet18_half", input_size=16, crop_size=32, epochs=1, batch_size=8),
+            FieldRecipe(top_k=2, min_sensitivity=1.0),
+            work,
+            "cpu",
+            log=lambda _: None,
+        )
+    finally:
+        real_cv.train_stage2 = original  # type: ignore[assignment]
+    return {"data": data, "result": result, "work": work, "trained_on": trained_on}
+
+
+def test_no_held_out_field_is_trained_on(fold_run: dict[str, Any]) -> None:
+    fold = fold_run["data"].folds[0]
+    held_out = set(fold.validation_groups)
+    assert held_out
+    assert not held_out & set(fold_run["trained_on"])
+    manifest = json.loads((fold_run["work"] / "fold0" / "DB_3" / "manifest.json").read_text())
+    db3_fields = {Path(name).stem for images in manifest["split"].values() for name in images}
+    assert db3_fields
+    assert not held_out & db3_fields
+
+
+def test_fold_reports_every_figure_of_the_measuring_stick(fold_run: dict[str, Any]) -> None:
+    figures = fold_run["result"].figures
+    for key in ("stage1_recall_all", "stage1_recall_HSIL", "stage1_detections_per_field", "stage2_macro_f1",
+                "stage2_sensitivity_SCC", "stage2_lsil_plus_auc", "stage2_ece", "six_ASC-H_called_hsil_plus",
+                "e2e_macro_f1", "field_sensitivity", "field_threshold"):  # fmt: skip
+        assert key in figures
+    assert 0.0 <= figures["stage1_recall_all"] <= 1.0
+    assert (
+        len(fold_run["result"].cell_truth)
+        == len(fold_run["result"].cell_probs)
+        == 3 * len(fold_run["data"].folds[0].validation_groups)
+    )
+
+
+def test_report_writes_json_markdown_and_figures(fold_run: dict[str, Any], tmp_path: Path) -> None:
+    results = [fold_run["result"]]
+    summary = real_cv.summarise(results)
+    written = write_report(tmp_path, results, summary, {"stage2": Stage2Recipe()}, "test machine", 1.0)
+    assert {"results.json", "report.md", "confusion_stage2.png", "roc_lsil_plus.png"} <= set(written)
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["recipes"]["stage2"]["architecture"] == "resnet18"
+    assert "| stage 2 | macro-F1 |" in (tmp_path / "report.md").read_text()
+
+
+def test_end_to_end_counts_a_missed_nucleus_as_nilm() -> None:
+    analysis = real_cv.FieldAnalysis(
+        xy=np.array([[10.0, 10.0]]), scores=np.array([0.9]), probs=np.array([[0.1, 0.1, 0.7, 0.1]], np.float32)
+    )
+    probs = real_cv.end_to_end_probs(analysis, np.array([[12.0, 11.0], [90.0, 90.0]]), radius=15)
+    assert probs.argmax(axis=1).tolist() == [2, 0]
