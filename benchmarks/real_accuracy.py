@@ -57,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     s1.add_argument("--proposals", action="store_true", help="add colour proposals")
     s1.add_argument("--proposals-first", action="store_true", help="colour proposals win over network peaks")
     s1.add_argument("--snap", type=float, default=Stage1Recipe.snap_radius_px, help="snap radius to the nucleus, px")
+    s1.add_argument("--snap-sigma", type=float, default=Stage1Recipe.snap_sigma_px, help="darkness blur, px")
+    s1.add_argument("--proposal-min-score", type=float, default=Stage1Recipe.proposal_min_score)
+    s1.add_argument("--proposal-min-diameter", type=float, default=Stage1Recipe.proposal_min_diameter_px)
     s2 = parser.add_argument_group("stage 2")
     s2.add_argument("--arch", default=Stage2Recipe.architecture)
     s2.add_argument("--input", type=int, default=Stage2Recipe.input_size)
@@ -86,6 +89,9 @@ def recipes(args: argparse.Namespace) -> tuple[Stage1Recipe, Stage2Recipe, Field
         use_proposals=args.proposals or args.proposals_first,
         proposals_first=args.proposals_first,
         snap_radius_px=args.snap,
+        snap_sigma_px=args.snap_sigma,
+        proposal_min_score=args.proposal_min_score,
+        proposal_min_diameter_px=args.proposal_min_diameter,
     )
     stage2 = Stage2Recipe(
         architecture=args.arch,

@@ -27,6 +27,8 @@ from papscreen.models.card import ModelCard
 from papscreen.models.checkpoints import model_folder_name
 from papscreen.models.device import resolve_device
 from papscreen.models.evaluation import Evaluation, evaluate_stage1, write_evaluation
+from papscreen.models.proposals import ProposalConfig
+from papscreen.models.stage1 import Stage1Config
 from papscreen.models.stage2 import DEFAULT_INPUT_SIZE
 from papscreen.models.train_stage1 import train_stage1
 from papscreen.models.train_stage2 import train_stage2
@@ -139,11 +141,39 @@ def stage1(
     working_scale: Annotated[
         float | None, typer.Option("--working-scale", help="Scale DB_3 was cut at (default: from its manifest).")
     ] = None,
+    min_distance: Annotated[
+        float, typer.Option("--min-distance", min=0.0, help="Detections closer than this (field px) are one nucleus.")
+    ] = Stage1Config.min_distance_px,
+    snap_radius: Annotated[
+        float,
+        typer.Option(
+            "--snap-radius",
+            min=0.0,
+            help="Move each detection to the darkest point within this many field px (the nucleus); 0: off.",
+        ),
+    ] = Stage1Config.snap_radius_px,
+    snap_sigma: Annotated[
+        float, typer.Option("--snap-sigma", min=0.1, help="Blur of the darkness before snapping, field px.")
+    ] = Stage1Config.snap_sigma_px,
+    proposals: Annotated[
+        bool,
+        typer.Option("--proposals/--no-proposals", help="Add haematoxylin blobs the network rates as cells."),
+    ] = Stage1Config.use_proposals,
+    proposal_min_score: Annotated[
+        float, typer.Option("--proposal-min-score", min=0.0, max=0.999, help="Cell probability a blob needs.")
+    ] = Stage1Config.proposal_min_score,
+    proposal_min_diameter: Annotated[
+        float, typer.Option("--proposal-min-diameter", min=1.0, help="Smaller blobs are not proposed (field px).")
+    ] = ProposalConfig.min_diameter_px,
     seed: SeedOption = 0,
     device: DeviceOption = None,
     register: RegisterOption = True,
 ) -> None:
-    """Train the stage-1 cell detector on a DB_3 dataset."""
+    """Train the stage-1 cell detector on a DB_3 dataset.
+
+    The detector settings (--min-distance, --snap-radius, --proposals ...) are stored on the model card and used
+    wherever the model detects; docs/experiments.md shows what each buys on real fields.
+    """
     settings = settings_from(ctx)
     with fail_cleanly(), ExitStack() as stack:
         database = stack.enter_context(optional_database(ctx, register))
@@ -162,6 +192,14 @@ def stage1(
                 device=torch_device,
                 working_scale=working_scale,
                 progress=_epoch_reporter(progress, "epochs", epochs),
+                config=Stage1Config(
+                    min_distance_px=min_distance,
+                    snap_radius_px=snap_radius,
+                    snap_sigma_px=snap_sigma,
+                    use_proposals=proposals,
+                    proposal_min_score=proposal_min_score,
+                    proposals=ProposalConfig(min_diameter_px=proposal_min_diameter),
+                ),
             )
         console.print(history_table(result.history, ("train_loss", "val_loss", "val_accuracy", "val_f1", "seconds")))
         evaluation = evaluate_stage1(result.detector, index)

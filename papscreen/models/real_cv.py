@@ -40,6 +40,7 @@ from papscreen.models.crossval import Fold, grouped_folds, mean_ci
 from papscreen.models.evaluation import detection_recall
 from papscreen.models.field_score import FieldScorer, choose_threshold, field_scores
 from papscreen.models.metrics import classification_report
+from papscreen.models.proposals import ProposalConfig
 from papscreen.models.stage1 import Stage1Detector
 from papscreen.models.stage2 import Stage2Classifier
 from papscreen.models.train_stage1 import train_stage1
@@ -83,6 +84,9 @@ class Stage1Recipe:
     use_proposals: bool = False
     proposals_first: bool = False
     snap_radius_px: float = 0.0
+    snap_sigma_px: float = 4.0
+    proposal_min_score: float = 0.3
+    proposal_min_diameter_px: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,9 @@ def train_detector(
         use_proposals=recipe.use_proposals,
         proposals_first=recipe.proposals_first,
         snap_radius_px=recipe.snap_radius_px,
+        snap_sigma_px=recipe.snap_sigma_px,
+        proposal_min_score=recipe.proposal_min_score,
+        proposals=ProposalConfig(min_diameter_px=recipe.proposal_min_diameter_px),
     )
 
 

@@ -77,8 +77,17 @@ def test_train_stage1_saves_registers_and_evaluates(
     assert json.loads((folder / "metrics.json").read_text())["class_names"] == ["background", "cell"]
     Stage1Detector.from_checkpoint(folder)  # loads
 
-    again = cli.invoke(app, ["train", "stage1", str(tiny_data / "DB_3"), "--epochs", "1", "--arch", "cnn20"])
+    assert Stage1Detector.from_checkpoint(folder).config.snap_radius_px == 0.0  # off unless asked for
+
+    detector_options = ["--snap-radius", "15", "--min-distance", "10", "--proposals", "--proposal-min-diameter", "12"]
+    again = cli.invoke(
+        app, ["train", "stage1", str(tiny_data / "DB_3"), "--epochs", "1", "--arch", "cnn20", *detector_options]
+    )
     assert again.exit_code == 0, again.output
+    newest = max(_model_folders(tmp_path, "stage1"), key=lambda p: p.stat().st_mtime_ns)
+    config = Stage1Detector.from_checkpoint(newest).config
+    assert (config.snap_radius_px, config.min_distance_px, config.use_proposals) == (15.0, 10.0, True)
+    assert config.proposals.min_diameter_px == 12.0
     with database.session() as session:
         versions = queries.list_model_versions(session, ModelStage.STAGE1)
         statuses = sorted(v.status for v in versions)
