@@ -67,6 +67,11 @@ class ModelCard(BaseModel):
     weights_file: str = "model.safetensors"
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     source: str | None = Field(None, description="Where the weights came from, for imported models.")
+    field_scorer: dict[str, Any] | None = Field(
+        None,
+        description="Stage 2: the field verdict's top_k and threshold (papscreen.models.field_score), chosen on "
+        "validation fields, with the figures it gave there.",
+    )
 
     @property
     def num_classes(self) -> int:

@@ -32,6 +32,7 @@ from papscreen.imaging.overlays import add_legend, draw_cell_boxes
 from papscreen.imaging.slides import SlideReader
 from papscreen.imaging.tiling import Tile, tile_grid
 from papscreen.imaging.tissue import tile_has_tissue, tissue_mask
+from papscreen.models.field_score import FieldScorer
 from papscreen.models.stage1 import Stage1Detector, non_maximum_suppression
 from papscreen.pipeline.grading import grade_slide
 from papscreen.pipeline.models import ModelPair
@@ -305,7 +306,8 @@ def analyze(
         classify()
 
     table = CellTable(xy, scores.astype(np.float32), probabilities, classes)
-    grade = grade_slide(probabilities, classes, grading, kind)
+    scorer = FieldScorer.from_dict(stage2.card.field_scorer) if stage2.card.field_scorer else None
+    grade = grade_slide(probabilities, classes, grading, kind, scorer)
     counts = np.bincount(table.predicted, minlength=len(classes))
     class_counts = {name: int(counts[i]) for i, name in enumerate(classes)}
     labels = table.labels

@@ -7,6 +7,11 @@ The defaults (10 cells at 0.9 for LSIL and HSIL, 8 for SCC) suit a whole slide a
 few percent of normal cells; a lab sets them from its own validation slides (see the README). The abnormal score
 ranks the worklist: the mean suspicion (1 - p(NILM)) of the few most suspicious cells, so one
 confident abnormal cell raises a slide above many doubtful ones, as a screener's eye would.
+
+When the stage-2 model carries a field scorer (:class:`~papscreen.models.field_score.FieldScorer`, chosen on
+validation fields and stored on its card), the scorer decides instead: the abnormal score is its score of "LSIL
+or worse", and the category is the most severe grade whose top-k mean probability of "that grade or worse"
+reaches the scorer's threshold (NILM when none does). The cell counts are still reported as support.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.config import GradingSettings
+from papscreen.models.field_score import FieldScorer
 from papscreen.pipeline.result import Adequacy, ScanKind
 
 __all__ = ["SlideGrade", "grade_slide"]
@@ -43,7 +49,11 @@ def _at_least(probabilities: np.ndarray, classes: tuple[str, ...], grade: str) -
 
 
 def grade_slide(
-    probabilities: np.ndarray, classes: tuple[str, ...], grading: GradingSettings, scan_kind: ScanKind
+    probabilities: np.ndarray,
+    classes: tuple[str, ...],
+    grading: GradingSettings,
+    scan_kind: ScanKind,
+    scorer: FieldScorer | None = None,
 ) -> SlideGrade:
     """The category, support per grade, abnormal score and adequacy of a scan from its cells' probabilities.
 
@@ -52,6 +62,7 @@ def grade_slide(
         classes: class names of the columns (Bethesda names; others are ignored for grading).
         grading: thresholds.
         scan_kind: ``field`` or ``slide``; each has its own adequacy threshold.
+        scorer: the stage-2 model's field scorer; when given, it decides the category and the abnormal score.
 
     Examples:
         >>> p = np.array([[0.02, 0.02, 0.92, 0.04]] * 12 + [[0.97, 0.01, 0.01, 0.01]] * 50, np.float32)
@@ -60,6 +71,12 @@ def grade_slide(
         ('HSIL', {'LSIL': 12, 'HSIL': 12, 'SCC': 0}, 'satisfactory')
         >>> grade_slide(p[:0], ("NILM", "LSIL", "HSIL", "SCC"), GradingSettings(), "field").adequacy
         'unsatisfactory'
+        >>> few = np.array([[0.3, 0.6, 0.05, 0.05]] * 3 + [[0.97, 0.01, 0.01, 0.01]] * 50, np.float32)
+        >>> grade_slide(few, ("NILM", "LSIL", "HSIL", "SCC"), GradingSettings(), "field").category
+        'NILM'
+        >>> scored = grade_slide(few, ("NILM", "LSIL", "HSIL", "SCC"), GradingSettings(), "field", FieldScorer(5, 0.4))
+        >>> scored.category, round(scored.abnormal_score, 3)
+        ('LSIL', 0.432)
     """
     probabilities = np.asarray(probabilities, np.float32).reshape(-1, len(classes))
     count = len(probabilities)
@@ -70,7 +87,13 @@ def grade_slide(
         needed = grading.min_cells.get(grade)
         if needed is not None and support[grade] >= needed:
             category = grade
-    if count:
+    if scorer is not None:
+        abnormal_score = scorer.score(_at_least(probabilities, classes, "LSIL"))
+        category = "NILM"
+        for grade in ("LSIL", "HSIL", "SCC"):
+            if scorer.is_positive(_at_least(probabilities, classes, grade)):
+                category = grade
+    elif count:
         suspicion = _at_least(probabilities, classes, "LSIL")
         top = np.sort(suspicion)[::-1][: grading.abnormal_top_k]
         abnormal_score = float(top.mean())

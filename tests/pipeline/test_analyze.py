@@ -231,3 +231,15 @@ def test_a_damaged_region_inside_a_slide_raises_a_clear_error(
     path.write_bytes(bytes(data))
     with open_slide(path) as slide, pytest.raises(UnreadableRegionError, match=r"damaged\.tif"):
         analyze(slide, models, settings)
+
+
+@pytest.mark.parametrize(("threshold", "category"), [(1.0, "NILM"), (0.0, "SCC")], ids=["never", "always"])
+def test_a_field_scorer_on_the_card_decides_category_and_score(
+    models: ModelPair, settings: Settings, threshold: float, category: str
+) -> None:
+    field = render_field(np.random.default_rng(4), {"NILM": 20, "LSIL": 3, "SCC": 2})
+    scored = models.stage2.with_card(field_scorer={"top_k": 3, "threshold": threshold, "sensitivity": 0.95})
+    result = analyze(ArraySlideReader(field.rgb), ModelPair.of(models.stage1, scored), settings)
+    abnormal = 1.0 - result.cells.probabilities[:, 0]
+    assert result.summary.category == category
+    assert result.summary.abnormal_score == pytest.approx(np.sort(abnormal)[::-1][:3].sum() / 3, abs=1e-5)
