@@ -20,6 +20,7 @@ described by data and can be written beside its figures.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,6 +355,7 @@ def run_fold(
     seconds["stage2_training"] = time.perf_counter() - tick
     log(f"  fold {fold.number}: stage 2 trained in {seconds['stage2_training']:.0f} s")
 
+    _save_models(work / f"fold{fold.number}" / "models", detector, classifier)
     tick = time.perf_counter()
     inner = {g: analyse_field(detector, classifier, read_rgb(cells.fields[g])) for g in val_groups if g in cells.fields}
     inner_truth = np.array([worst[g] != "NILM" for g in inner])
@@ -363,6 +365,14 @@ def run_fold(
     analyses = {g: analyse_field(detector, classifier, read_rgb(cells.fields[g])) for g in test_groups}
     seconds["analysis"] = time.perf_counter() - tick
     return _measure(data, fold, analyses, detector, classifier, scorer, radius, seconds)
+
+
+def _save_models(folder: Path, detector: Stage1Detector, classifier: Stage2Classifier) -> None:
+    """Keep a fold's two models (``stage1/``, ``stage2/``), so other settings can be measured without retraining."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    detector.to_checkpoint(folder / "stage1", {}, None, {})
+    classifier.to_checkpoint(folder / "stage2")
 
 
 def _measure(
