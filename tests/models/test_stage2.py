@@ -21,7 +21,12 @@ from papscreen.datasets.synthetic import generate_synthetic
 from papscreen.errors import CheckpointError, DatasetError, PretrainedWeightsMissingError
 from papscreen.imaging.image_io import read_rgb, write_rgb
 from papscreen.models import train_stage2 as train_stage2_module
-from papscreen.models.backbones import build_stage2_network
+from papscreen.models.backbones import (
+    HalfResNet18,
+    build_stage2_network,
+    imagenet_weight_files,
+    split_feature_extractor,
+)
 from papscreen.models.card import ModelCard
 from papscreen.models.checkpoints import CARD_NAME, WEIGHTS_NAME, file_sha256
 from papscreen.models.metrics import METRICS_NAME, load_metrics
@@ -303,3 +308,15 @@ def test_a_last_batch_of_one_crop_is_folded_in_not_fed_to_batch_norm(db4: Datase
         db4, architecture="resnet18", mode="finetune", epochs=1, input_size=32, crop_size=64, batch_size=batch, seed=0
     )
     assert len(result.history) == 1
+
+
+def test_half_width_resnet18_is_small_splits_and_has_no_imagenet_weights() -> None:
+    net = build_stage2_network("resnet18_half", 4).eval()
+    assert isinstance(net, HalfResNet18)
+    assert 2.5e6 < sum(p.numel() for p in net.parameters()) < 3.0e6
+    x = torch.randn(2, 3, 64, 64)
+    features, head = split_feature_extractor(net)
+    assert features(x).shape == (2, 256)
+    assert torch.allclose(head(features(x)), net(x))
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        imagenet_weight_files("resnet18_half")
