@@ -69,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     s2.add_argument("--lr", type=float, default=None)
     s2.add_argument("--batch", type=int, default=Stage2Recipe.batch_size)
     s2.add_argument("--balance", default=Stage2Recipe.balance, choices=("loss", "sampler", "none"))
-    s2.add_argument("--augment", default=Stage2Recipe.augment, choices=("full", "dihedral", "none"))
+    s2.add_argument("--augment", default=Stage2Recipe.augment, choices=("full", "robust", "dihedral", "none"))
     s2.add_argument("--bf16", action="store_true", help="train stage 2 under bf16 autocast")
     fv = parser.add_argument_group("field verdict")
     fv.add_argument("--top-k", type=int, default=FieldRecipe.top_k)

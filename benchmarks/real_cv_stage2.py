@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--balance", default="loss", choices=("loss", "sampler", "none"))
-    parser.add_argument("--augment", default="full", choices=("full", "dihedral", "none"))
+    parser.add_argument("--augment", default="full", choices=("full", "robust", "dihedral", "none"))
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--crops", default="none", choices=("none", "centred", "all"))
     parser.add_argument("--seed", type=int, default=0)

@@ -60,6 +60,15 @@ class Stage2Mode(StrEnum):
     finetune = "finetune"
 
 
+class Stage2Augment(StrEnum):
+    """How finetune mode varies the training crops."""
+
+    full = "full"
+    robust = "robust"
+    dihedral = "dihedral"
+    none = "none"
+
+
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the `device` setting).")
 ]
@@ -238,6 +247,14 @@ def stage2(
     bf16: Annotated[
         bool, typer.Option("--bf16", help="bfloat16 autocast: faster on GPUs and CPUs with AMX; weights stay fp32.")
     ] = False,
+    augment: Annotated[
+        Stage2Augment,
+        typer.Option(
+            "--augment",
+            help="finetune: full (flips, rotation, scale, blur, colour and stain); robust (wider, plus JPEG and "
+            "grayscale: for scans from other labs); dihedral (flips and quarter turns); none.",
+        ),
+    ] = Stage2Augment.full,
     seed: SeedOption = 0,
     device: DeviceOption = None,
     register: RegisterOption = True,
@@ -269,6 +286,7 @@ def stage2(
                 pretrained=weights,
                 patience=patience,
                 bf16=bf16,
+                augment=augment.value,
                 progress=_epoch_reporter(progress, "epochs", epochs),
             )
         columns = ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds")

@@ -102,7 +102,7 @@ class Stage2Recipe:
     lr: float | None = None
     batch_size: int = 64
     balance: Literal["loss", "sampler", "none"] = "loss"
-    augment: Literal["full", "dihedral", "none"] = "full"
+    augment: Literal["full", "robust", "dihedral", "none"] = "full"
     bf16: bool = False
 
 

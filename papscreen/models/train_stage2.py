@@ -57,7 +57,12 @@ from papscreen.models.stage2_data import (
     load_crops,
     state_dict_sha256,
 )
-from papscreen.models.transforms import augmentation_transform, dihedral_transform, normalise_transform
+from papscreen.models.transforms import (
+    augmentation_transform,
+    dihedral_transform,
+    normalise_transform,
+    robust_augmentation_transform,
+)
 
 __all__ = ["EpochCallback", "Mode", "Stage2TrainingResult", "evaluate_stage2", "train_stage2"]
 
@@ -65,7 +70,7 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["frozen", "finetune"]
 Balance = Literal["loss", "sampler", "none"]
-Augmentation = Literal["full", "dihedral", "none"]
+Augmentation = Literal["full", "robust", "dihedral", "none"]
 EpochCallback = Callable[[dict[str, float]], None]
 """Called after every epoch with that epoch's row of the history."""
 
@@ -242,7 +247,8 @@ def train_stage2(
         head_hidden: width of a hidden layer in the head (``None``: one linear layer).
         dropout: dropout in the head.
         balance: ``loss`` (inverse-frequency class weights), ``sampler`` (draw classes equally often) or ``none``.
-        augment: finetune mode: ``full`` (flips, rotation, scale, blur, colour and stain jitter), ``dihedral``
+        augment: finetune mode: ``full`` (flips, rotation, scale, blur, colour and stain jitter), ``robust`` (the
+            same, wider, plus JPEG re-compression and grayscale: for use beyond the training lab), ``dihedral``
             (flips and quarter turns only: cheap, for short CPU runs) or ``none``.
         bf16_features: frozen mode: compute the features under bfloat16 autocast (faster on recent CPUs).
         bf16: train and validate under bfloat16 autocast (weights, gradients and optimizer stay fp32): about 2.5x
@@ -274,8 +280,8 @@ def train_stage2(
     """
     if mode not in ("frozen", "finetune"):
         raise ValueError(f"mode must be 'frozen' or 'finetune', not {mode!r}")
-    if augment not in ("full", "dihedral", "none"):
-        raise ValueError(f"augment must be 'full', 'dihedral' or 'none', not {augment!r}")
+    if augment not in ("full", "robust", "dihedral", "none"):
+        raise ValueError(f"augment must be 'full', 'robust', 'dihedral' or 'none', not {augment!r}")
     if balance not in ("loss", "sampler", "none"):
         raise ValueError(f"balance must be 'loss', 'sampler' or 'none', not {balance!r}")
     lr = _DEFAULT_LR[mode] if lr is None else lr
@@ -353,7 +359,11 @@ def train_stage2(
 
         else:
             trained = network
-            augmentation = {"full": augmentation_transform(input_size), "dihedral": dihedral_transform()}.get(augment)
+            augmentation = {
+                "full": augmentation_transform(input_size),
+                "robust": robust_augmentation_transform(input_size),
+                "dihedral": dihedral_transform(),
+            }.get(augment)
             steps = [normalise] if augmentation is None else [augmentation, normalise]
             train_data = CropDataset(train_images, train_labels, nn.Sequential(*steps))
             sampler = balanced_sampler(train_labels, num_classes, generator) if balance == "sampler" else None

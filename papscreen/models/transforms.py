@@ -8,6 +8,9 @@ A recipe is built from three parts, so training, evaluation and inference can ne
 * :func:`augmentation_transform`: the original project's flips, rotation and blur, plus colour jitter and a
   stain jitter (:class:`StainJitter`) for the slide-to-slide variation of Papanicolaou staining. It runs
   *after* the resize, on the small image, so it costs little on a CPU. Output is float in [0, 1].
+* :func:`robust_augmentation_transform`: the same, wider, for models that must work beyond the lab they were
+  trained in: scale +-20% (another objective or scanner), stronger defocus, JPEG re-compression (quality 40-95),
+  grayscale (a monochrome scanner) and stronger colour and stain jitter.
 * :func:`normalise_transform`: to float in [0, 1] and per-channel normalisation.
 
 ``eval_transform`` is geometry + normalise; ``train_transform`` is geometry + augmentation + normalise. Every
@@ -22,6 +25,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torchvision import tv_tensors
@@ -30,6 +34,7 @@ from torchvision.transforms import v2
 from papscreen.imaging.crops import reflect_indices
 
 __all__ = [
+    "RandomJpeg",
     "RandomQuarterTurn",
     "StainJitter",
     "augmentation_transform",
@@ -37,6 +42,7 @@ __all__ = [
     "eval_transform",
     "geometry_transform",
     "normalise_transform",
+    "robust_augmentation_transform",
     "to_uint8_batch",
     "train_transform",
 ]
@@ -137,6 +143,42 @@ class RandomQuarterTurn(v2.Transform):
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
+class RandomJpeg(v2.Transform):
+    """Re-compress a uint8 RGB image as JPEG at a random quality, with OpenCV (scanners and PACS store JPEG).
+
+    OpenCV rather than ``v2.JPEG``: torchvision's image encoders are deprecated in the pinned version.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> out = RandomJpeg((40, 60))(torch.full((3, 16, 16), 128, dtype=torch.uint8))
+        >>> out.shape, out.dtype
+        (torch.Size([3, 16, 16]), torch.uint8)
+    """
+
+    def __init__(self, quality: tuple[int, int] = (40, 95)) -> None:
+        """``quality`` is the inclusive range the JPEG quality is drawn from."""
+        super().__init__()
+        if not 1 <= quality[0] <= quality[1] <= 100:
+            raise ValueError(f"quality must be a range within 1..100, got {quality}")
+        self.quality = quality
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the quality."""
+        return {"quality": int(torch.randint(self.quality[0], self.quality[1] + 1, ()))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Encode and decode one 3xHxW uint8 image; anything else passes unchanged."""
+        if not isinstance(inpt, torch.Tensor) or inpt.dtype != torch.uint8 or inpt.ndim != 3:
+            return inpt
+        rgb = np.ascontiguousarray(inpt.permute(1, 2, 0).cpu().numpy())
+        ok, encoded = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
+        if not ok:
+            return inpt
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
+        out = torch.from_numpy(np.ascontiguousarray(decoded)).permute(2, 0, 1).to(inpt.device)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
 def dihedral_transform() -> v2.Compose:
     """Random flips and quarter turns only: the light augmentation for short CPU runs; uint8 in and out.
 
@@ -194,6 +236,38 @@ def augmentation_transform(input_size: int, *, stain_sigma: float = 0.05, stain_
             v2.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.1, hue=0.02),
             v2.ToDtype(torch.float32, scale=True),
             StainJitter(sigma=stain_sigma, bias=stain_bias, p=0.8),
+        ]
+    )
+
+
+def robust_augmentation_transform(input_size: int) -> v2.Compose:
+    """Random views for generalising beyond one lab's stain, scale, focus and camera; uint8 in, float in [0, 1] out.
+
+    Against :func:`augmentation_transform`: scale 0.8-1.2 instead of 0.9-1.1, defocus blur up to sigma 2 on a
+    third of the views, JPEG re-compression at quality 40-95 on half, grayscale on a tenth (kept as three
+    channels), and wider colour and stain jitter.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> out = robust_augmentation_transform(32)(torch.zeros(3, 32, 32, dtype=torch.uint8))
+        >>> out.shape, out.dtype
+        (torch.Size([3, 32, 32]), torch.float32)
+    """
+    pad = math.ceil(0.3 * input_size)
+    kernel = max(3, (input_size // 16) | 1)
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.Pad(pad, padding_mode="reflect"),
+            v2.RandomAffine(degrees=180.0, scale=(0.8, 1.2), interpolation=v2.InterpolationMode.BILINEAR),
+            v2.CenterCrop(input_size),
+            v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.33),
+            v2.RandomApply([RandomJpeg((40, 95))], p=0.5),
+            v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.04),
+            v2.RandomGrayscale(p=0.1),
+            v2.ToDtype(torch.float32, scale=True),
+            StainJitter(sigma=0.08, bias=0.05, p=0.8),
         ]
     )
 

@@ -34,6 +34,7 @@ from papscreen.models.plots import CONFUSION_PNG, ROC_PNG, TRAINING_CURVES_PNG
 from papscreen.models.quantize import CALIBRATION_FILE, prediction_agreement
 from papscreen.models.stage2 import Stage2Classifier, stage2_card
 from papscreen.models.train_stage2 import Stage2TrainingResult, evaluate_stage2, train_stage2
+from papscreen.models.transforms import robust_augmentation_transform
 
 SMALL_CROP = 64
 SMALL_INPUT = 32
@@ -320,3 +321,17 @@ def test_half_width_resnet18_is_small_splits_and_has_no_imagenet_weights() -> No
     assert torch.allclose(head(features(x)), net(x))
     with pytest.raises(ValueError, match="no ImageNet weights"):
         imagenet_weight_files("resnet18_half")
+
+
+def test_robust_augmentation_trains_and_varies_colour_scale_and_grey(db4: DatasetIndex) -> None:
+    result = train_stage2(
+        db4, architecture="resnet18_half", mode="finetune", epochs=1, input_size=32, crop_size=64, augment="robust"
+    )
+    assert result.training["augment"] == "robust"
+    torch.manual_seed(0)
+    recipe = robust_augmentation_transform(32)
+    crop = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    crop[0], crop[1], crop[2] = 200, 120, 160
+    views = [recipe(crop) for _ in range(200)]
+    grey = [v for v in views if torch.allclose(v[0], v[1], atol=1e-6) and torch.allclose(v[1], v[2], atol=1e-6)]
+    assert 0 < len(grey) < 60  # about a tenth grey (before stain jitter, which may tint some again)
