@@ -27,6 +27,7 @@ from papscreen.cli import (
     service_cmd,
     synth_cmd,
     train_cmd,
+    train_real_cmd,
     users_cmd,
 )
 from papscreen.cli.common import AppState
@@ -61,6 +62,8 @@ app.add_typer(demo_cmd.app)
 # `models calibrate-int8` lives in its own module (it needs the dataset and quantization code, not the registry).
 models_cmd.app.command("calibrate-int8")(calibrate_cmd.calibrate_int8)
 app.add_typer(models_cmd.app, name="models")
+# `train real` (both stages on real annotated fields) lives in its own module, beside the per-stage commands.
+train_cmd.app.command("real")(train_real_cmd.train_real)
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(evaluate_cmd.app)
 app.add_typer(analyze_cmd.app)

@@ -39,13 +39,13 @@ from papscreen.imaging.crops import cut_crops
 from papscreen.imaging.image_io import read_rgb
 from papscreen.models.crossval import Fold, grouped_folds, mean_ci
 from papscreen.models.evaluation import detection_recall
-from papscreen.models.field_score import FieldScorer, choose_threshold, field_scores
+from papscreen.models.field_score import FieldScorer, OperatingPoint, choose_threshold, field_scores
 from papscreen.models.metrics import classification_report
 from papscreen.models.proposals import ProposalConfig
 from papscreen.models.stage1 import Stage1Detector
 from papscreen.models.stage2 import Stage2Classifier
-from papscreen.models.train_stage1 import train_stage1
-from papscreen.models.train_stage2 import train_stage2
+from papscreen.models.train_stage1 import Stage1TrainingResult, train_stage1
+from papscreen.models.train_stage2 import Stage2TrainingResult, train_stage2
 
 __all__ = [
     "FieldRecipe",
@@ -53,9 +53,13 @@ __all__ = [
     "Stage1Recipe",
     "Stage2Recipe",
     "field_folds",
+    "field_operating_point",
     "inner_split",
     "run_fold",
     "summarise",
+    "train_classifier",
+    "train_detector",
+    "worst_label",
 ]
 
 LABEL_GROUPS: Mapping[str, tuple[str, ...]] = {
@@ -131,7 +135,8 @@ class FoldResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _worst(labels: Sequence[str]) -> str:
+def worst_label(labels: Sequence[str]) -> str:
+    """The most severe Bethesda term among ``labels``."""
     return max(labels, key=SIX_LABELS.index)
 
 
@@ -141,7 +146,7 @@ def field_folds(cells: RealCells, k: int, seed: int) -> list[Fold]:
     for cell in cells.cells:
         by_group.setdefault(cell.group, []).append(cell.label)
     groups = sorted(by_group)
-    return grouped_folds(np.array(groups), np.array([_worst(by_group[g]) for g in groups]), k, seed)
+    return grouped_folds(np.array(groups), np.array([worst_label(by_group[g]) for g in groups]), k, seed)
 
 
 def inner_split(groups: Sequence[str], strata: Sequence[str], seed: int, k: int = 6) -> tuple[list[str], list[str]]:
@@ -153,8 +158,11 @@ def inner_split(groups: Sequence[str], strata: Sequence[str], seed: int, k: int 
 
 def train_detector(
     plan: BuildPlan, train: Sequence[str], validation: Sequence[str], recipe: Stage1Recipe, work: Path, device: Any
-) -> Stage1Detector:
-    """Cut DB_3 from the given fields only (with the recipe's options) and train stage 1 on it."""
+) -> Stage1TrainingResult:
+    """Cut DB_3 from the given fields only (with the recipe's options) and train stage 1 on it.
+
+    The result's detector carries the recipe's detector settings (threshold, snapping, proposals).
+    """
     image_of = {Path(name).stem: name for name in plan.points}
     options = dataclasses.replace(
         plan.options,
@@ -175,7 +183,7 @@ def train_detector(
         seed=plan.options.seed,
         device=device,
     )
-    return result.detector.with_config(
+    detector = result.detector.with_config(
         threshold=recipe.threshold,
         min_distance_px=recipe.min_distance_px,
         use_proposals=recipe.use_proposals,
@@ -185,6 +193,7 @@ def train_detector(
         proposal_min_score=recipe.proposal_min_score,
         proposals=ProposalConfig(min_diameter_px=recipe.proposal_min_diameter_px),
     )
+    return dataclasses.replace(result, detector=detector)
 
 
 def train_classifier(
@@ -196,7 +205,7 @@ def train_classifier(
     seed: int,
     device: Any,
     log: Log,
-) -> Stage2Classifier:
+) -> Stage2TrainingResult:
     """Train stage 2 on the crops ``train`` (validating on ``validation``), field-scale crops already on disk."""
 
     def samples(ids: np.ndarray) -> tuple[Sample, ...]:
@@ -206,7 +215,7 @@ def train_classifier(
     index = DatasetIndex(
         "DB_4", root, BETHESDA_CLASSES, "named", {"train": samples(train), "validation": samples(validation)}
     )
-    result = train_stage2(
+    return train_stage2(
         index,
         architecture=recipe.architecture,
         mode="finetune",
@@ -223,7 +232,6 @@ def train_classifier(
         bf16=recipe.bf16,
         progress=lambda r: log(f"    stage 2 epoch {int(r['epoch'])}: val macro-F1 {r['val_macro_f1']:.3f}"),
     )
-    return result.classifier
 
 
 @dataclass(frozen=True)
@@ -333,7 +341,7 @@ def run_fold(
     """Train both stages on the fold's training fields and measure them on its held-out fields."""
     cells, seed = data.cells, data.plan.options.seed
     groups = np.array(data.groups)
-    worst = {g: _worst([c.label for c in cells.cells if c.group == g]) for g in data.groups}
+    worst = {g: worst_label([c.label for c in cells.cells if c.group == g]) for g in data.groups}
     train_groups, val_groups = inner_split(
         groups[fold.train], [worst[g] for g in groups[fold.train]], seed + 1 + fold.number
     )
@@ -341,7 +349,7 @@ def run_fold(
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()
-    detector = train_detector(data.plan, train_groups, val_groups, stage1, work / f"fold{fold.number}", device)
+    detector = train_detector(data.plan, train_groups, val_groups, stage1, work / f"fold{fold.number}", device).detector
     seconds["stage1_training"] = time.perf_counter() - tick
     log(f"  fold {fold.number}: stage 1 trained in {seconds['stage1_training']:.0f} s")
 
@@ -351,20 +359,35 @@ def run_fold(
     train_ids = np.flatnonzero(np.isin(member, train_groups) & usable)
     val_ids = np.flatnonzero(np.isin(member, val_groups) & usable)
     tick = time.perf_counter()
-    classifier = train_classifier(data.crop_paths, four, train_ids, val_ids, stage2, seed, device, log)
+    classifier = train_classifier(data.crop_paths, four, train_ids, val_ids, stage2, seed, device, log).classifier
     seconds["stage2_training"] = time.perf_counter() - tick
     log(f"  fold {fold.number}: stage 2 trained in {seconds['stage2_training']:.0f} s")
 
     _save_models(work / f"fold{fold.number}" / "models", detector, classifier)
     tick = time.perf_counter()
-    inner = {g: analyse_field(detector, classifier, read_rgb(cells.fields[g])) for g in val_groups if g in cells.fields}
-    inner_truth = np.array([worst[g] != "NILM" for g in inner])
-    inner_scores = field_scores([_abnormal(a.probs) for a in inner.values()], verdict.top_k)
-    threshold = choose_threshold(inner_scores, inner_truth, verdict.min_sensitivity).threshold
-    scorer = FieldScorer(verdict.top_k, threshold)
+    scorer, _ = field_operating_point(detector, classifier, cells, val_groups, verdict)
     analyses = {g: analyse_field(detector, classifier, read_rgb(cells.fields[g])) for g in test_groups}
     seconds["analysis"] = time.perf_counter() - tick
     return _measure(data, fold, analyses, detector, classifier, scorer, radius, seconds)
+
+
+def field_operating_point(
+    detector: Stage1Detector,
+    classifier: Stage2Classifier,
+    cells: RealCells,
+    groups: Sequence[str],
+    verdict: FieldRecipe,
+) -> tuple[FieldScorer, OperatingPoint]:
+    """The field scorer whose threshold flags ``verdict.min_sensitivity`` of the abnormal fields among ``groups``.
+
+    Every field is analysed by both stages; a field is abnormal when any of its annotated nuclei is not NILM.
+    """
+    by_field = cells.points_by_field()
+    analysed = {g: analyse_field(detector, classifier, read_rgb(cells.fields[g])) for g in groups if g in cells.fields}
+    truth = np.array([any(c.label != "NILM" for c in by_field.get(g, [])) for g in analysed])
+    scores = field_scores([_abnormal(a.probs) for a in analysed.values()], verdict.top_k)
+    point = choose_threshold(scores, truth, verdict.min_sensitivity)
+    return FieldScorer(verdict.top_k, point.threshold), point
 
 
 def _save_models(folder: Path, detector: Stage1Detector, classifier: Stage2Classifier) -> None:
