@@ -90,8 +90,7 @@ def _plan_stage1(slide: SlideReader, stage1: Stage1Detector, tile_px: int) -> _S
         2 * window
         + detector.config.min_distance_px
         + 4 * detector.config.smoothing_sigma_px
-        + detector.config.snap_radius_px
-        + 2 * detector.config.snap_sigma_px
+        + (detector.config.snap_radius_px + 2 * detector.config.snap_sigma_px if detector.config.snap_radius_px else 0)
     )
     step = config.map_stride / scale
     align = round(step) if abs(step - round(step)) < 1e-6 else 1
