@@ -291,3 +291,25 @@ def test_an_unknown_architecture_is_refused_naming_the_card(tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match="cnn99") as caught:
         Stage1Detector.from_checkpoint(tmp_path / "model")
     assert str(tmp_path / "model" / CARD_NAME) in str(caught.value)
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (300.0, 120.0)], ids=["field", "region"])
+def test_snapping_moves_every_detection_onto_the_nucleus_and_merges_them(offset: tuple[float, float]) -> None:
+    torch.manual_seed(0)
+    field = np.full((96, 96, 3), 235, np.uint8)
+    yy, xx = np.mgrid[:96, :96]
+    field[(xx - 60) ** 2 + (yy - 30) ** 2 <= 36] = (70, 50, 120)  # one nucleus centred at (60, 30)
+    detector = Stage1Detector(Stage1Net(), Stage1Config(working_scale=0.5, threshold=0.01, min_distance_px=4.0))
+    plain = detector.detect(field, region_offset=offset)
+    assert len(plain) > 1  # a random network peaks all over the field
+    snapped = detector.with_config(snap_radius_px=200.0, snap_sigma_px=3.0).detect(field, region_offset=offset)
+    assert snapped.xy.tolist() == [[60.0 + offset[0], 30.0 + offset[1]]]
+
+
+def test_snapping_settings_are_checked_and_kept_on_the_card(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="snap"):
+        Stage1Config(snap_radius_px=-1.0)
+    detector = Stage1Detector(Stage1Net(), Stage1Config(snap_radius_px=12.0, snap_sigma_px=5.0))
+    detector.to_checkpoint(tmp_path / "m", {}, None, {})
+    config = Stage1Detector.from_checkpoint(tmp_path / "m").config
+    assert (config.snap_radius_px, config.snap_sigma_px) == (12.0, 5.0)
