@@ -32,7 +32,7 @@ from scipy.spatial import cKDTree
 from sklearn.metrics import roc_auc_score
 
 from papscreen.bethesda import BETHESDA_CLASSES
-from papscreen.datasets.build import BuildOptions, BuildPlan, write_build
+from papscreen.datasets.build import BuildOptions, BuildPlan, split_by_image, write_build
 from papscreen.datasets.layout import DatasetIndex, Sample, read_dataset
 from papscreen.datasets.real import SIX_LABELS, RealCells, four_class
 from papscreen.imaging.crops import cut_crops
@@ -149,11 +149,22 @@ def field_folds(cells: RealCells, k: int, seed: int) -> list[Fold]:
     return grouped_folds(np.array(groups), np.array([worst_label(by_group[g]) for g in groups]), k, seed)
 
 
-def inner_split(groups: Sequence[str], strata: Sequence[str], seed: int, k: int = 6) -> tuple[list[str], list[str]]:
-    """Training groups split once more by group (about 1/k to validation): for early stopping and calibration."""
-    inner = grouped_folds(np.asarray(groups), np.asarray(strata), k, seed)[0]
-    groups = np.asarray(groups)
-    return sorted(groups[inner.train].tolist()), sorted(groups[inner.validation].tolist())
+def inner_split(
+    cells: RealCells, groups: Sequence[str], seed: int, fraction: float = 1 / 6
+) -> tuple[list[str], list[str]]:
+    """Training groups split once more by group, for early stopping, calibration and the verdict's threshold.
+
+    Each of the four classes gets about ``fraction`` of its cells in validation and, wherever two groups hold it,
+    some on each side (:func:`~papscreen.datasets.build.split_by_image`): a validation set without HSIL could
+    neither stop training nor calibrate it.
+    """
+    wanted = set(groups)
+    counts: dict[str, dict[str, int]] = {g: {} for g in wanted}
+    for cell, label in zip(cells.cells, cells.labels(), strict=True):
+        if cell.group in wanted:
+            counts[cell.group][label] = counts[cell.group].get(label, 0) + 1
+    split = split_by_image(counts, fraction, seed)
+    return list(split["train"]), list(split["validation"])
 
 
 def train_detector(
@@ -341,10 +352,8 @@ def run_fold(
     """Train both stages on the fold's training fields and measure them on its held-out fields."""
     cells, seed = data.cells, data.plan.options.seed
     groups = np.array(data.groups)
-    worst = {g: worst_label([c.label for c in cells.cells if c.group == g]) for g in data.groups}
-    train_groups, val_groups = inner_split(
-        groups[fold.train], [worst[g] for g in groups[fold.train]], seed + 1 + fold.number
-    )
+    with_fields = [g for g in groups[fold.train] if g in cells.fields]  # loose crops are not used (module doc)
+    train_groups, val_groups = inner_split(cells, with_fields, seed + 1 + fold.number)
     test_groups = [g for g in fold.validation_groups if g in cells.fields]
     seconds: dict[str, float] = {}
 

@@ -30,7 +30,6 @@ from papscreen.models.real_cv import (
     inner_split,
     train_classifier,
     train_detector,
-    worst_label,
 )
 from papscreen.models.train_stage1 import Stage1TrainingResult
 from papscreen.models.train_stage2 import Stage2TrainingResult
@@ -66,10 +65,7 @@ def train_real_models(
     cells = read_real_cells(data_dir)
     crops = write_cell_crops(cells, work / f"cells{stage2.crop_size}", stage2.crop_size)
     plan = plan_build(Path(data_dir) / "cric-dev", default_build_options(seed))
-    by_field = cells.points_by_field()
-    fields = sorted(by_field)
-    worst = [worst_label([c.label for c in by_field[f]]) for f in fields]
-    train_groups, val_groups = inner_split(fields, worst, seed + 1)
+    train_groups, val_groups = inner_split(cells, sorted(cells.points_by_field()), seed + 1)
     log(f"{len(train_groups)} training fields, {len(val_groups)} validation fields")
 
     detector = train_detector(plan, train_groups, val_groups, stage1, work / "stage1", device)
