@@ -48,12 +48,17 @@ from papscreen.models.train_stage1 import Stage1TrainingResult, train_stage1
 from papscreen.models.train_stage2 import Stage2TrainingResult, train_stage2
 
 __all__ = [
+    "FieldAnalysis",
     "FieldRecipe",
+    "FoldData",
     "FoldResult",
     "Stage1Recipe",
     "Stage2Recipe",
+    "analyse_field",
+    "choose_scorer",
     "field_folds",
     "field_operating_point",
+    "fold_fields",
     "inner_split",
     "run_fold",
     "summarise",
@@ -112,10 +117,16 @@ class Stage2Recipe:
 
 @dataclass(frozen=True)
 class FieldRecipe:
-    """The field verdict: top-k cells, and the sensitivity its threshold must reach on inner validation fields."""
+    """The field verdict: top-k cells, and the sensitivity its threshold must reach on inner validation fields.
+
+    With ``top_k_choices``, ``top_k`` is chosen among them on the same fields: the one whose threshold keeps the
+    most normal fields unflagged (then the highest AUC). A field of 200 detections holds a few false-positive
+    cells, so a small k can flag every field.
+    """
 
     top_k: int = 5
     min_sensitivity: float = 0.95
+    top_k_choices: tuple[int, ...] = ()
 
 
 @dataclass
@@ -337,6 +348,15 @@ def _recall_curve(analyses: Mapping[str, FieldAnalysis], cells: RealCells, radiu
     return curve
 
 
+def fold_fields(data: FoldData, fold: Fold) -> tuple[list[str], list[str], list[str]]:
+    """A fold's training, inner validation and held-out fields (only groups with a field image; see module doc)."""
+    cells = data.cells
+    groups = np.array(data.groups)
+    with_fields = [g for g in groups[fold.train] if g in cells.fields]
+    train_groups, val_groups = inner_split(cells, with_fields, data.plan.options.seed + 1 + fold.number)
+    return train_groups, val_groups, [g for g in fold.validation_groups if g in cells.fields]
+
+
 def run_fold(
     data: FoldData,
     fold: Fold,
@@ -351,10 +371,7 @@ def run_fold(
 ) -> FoldResult:
     """Train both stages on the fold's training fields and measure them on its held-out fields."""
     cells, seed = data.cells, data.plan.options.seed
-    groups = np.array(data.groups)
-    with_fields = [g for g in groups[fold.train] if g in cells.fields]  # loose crops are not used (module doc)
-    train_groups, val_groups = inner_split(cells, with_fields, seed + 1 + fold.number)
-    test_groups = [g for g in fold.validation_groups if g in cells.fields]
+    train_groups, val_groups, test_groups = fold_fields(data, fold)
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()
@@ -391,12 +408,25 @@ def field_operating_point(
 
     Every field is analysed by both stages; a field is abnormal when any of its annotated nuclei is not NILM.
     """
-    by_field = cells.points_by_field()
     analysed = {g: analyse_field(detector, classifier, read_rgb(cells.fields[g])) for g in groups if g in cells.fields}
+    return choose_scorer(analysed, cells, verdict)
+
+
+def choose_scorer(
+    analysed: Mapping[str, FieldAnalysis], cells: RealCells, verdict: FieldRecipe
+) -> tuple[FieldScorer, OperatingPoint]:
+    """Threshold (and, with ``top_k_choices``, k) of the field scorer, chosen on already analysed fields."""
+    by_field = cells.points_by_field()
     truth = np.array([any(c.label != "NILM" for c in by_field.get(g, [])) for g in analysed])
-    scores = field_scores([_abnormal(a.probs) for a in analysed.values()], verdict.top_k)
-    point = choose_threshold(scores, truth, verdict.min_sensitivity)
-    return FieldScorer(verdict.top_k, point.threshold), point
+    suspicion = [_abnormal(a.probs) for a in analysed.values()]
+    candidates = []
+    for k in verdict.top_k_choices or (verdict.top_k,):
+        scores = field_scores(suspicion, k)
+        point = choose_threshold(scores, truth, verdict.min_sensitivity)
+        rank = (float(np.nan_to_num(point.specificity, nan=0.0)), _auc(truth, scores) or 0.0)
+        candidates.append((rank, FieldScorer(k, point.threshold), point))
+    _, scorer, point = max(candidates, key=lambda candidate: candidate[0])
+    return scorer, point
 
 
 def _save_models(folder: Path, detector: Stage1Detector, classifier: Stage2Classifier) -> None:
