@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -34,6 +35,8 @@ from torchvision.transforms import v2
 from papscreen.imaging.crops import reflect_indices
 
 __all__ = [
+    "ROBUST",
+    "AugmentationStrength",
     "RandomJpeg",
     "RandomQuarterTurn",
     "StainJitter",
@@ -210,12 +213,60 @@ def normalise_transform(mean: Sequence[float], std: Sequence[float]) -> v2.Compo
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
 
 
-def augmentation_transform(input_size: int, *, stain_sigma: float = 0.05, stain_bias: float = 0.03) -> v2.Compose:
+@dataclass(frozen=True)
+class AugmentationStrength:
+    """How far the training views of a crop may stray from it; the two recipes below are two settings of it.
+
+    Attributes:
+        scale: range of the random zoom.
+        blur_sigma: the largest defocus blur (Gaussian sigma, px at the network's input).
+        blur_p: share of views blurred.
+        blur_kernel_divisor: the blur kernel is about ``input_size / blur_kernel_divisor`` px (odd, at least 3).
+        jitter: brightness, contrast, saturation and hue jitter.
+        stain_sigma: spread of the stain jitter's scale.
+        stain_bias: spread of the stain jitter's shift.
+        jpeg_p: share of views re-compressed as JPEG at quality 40-95 (0: the step is left out).
+        grey_p: share of views turned grey (0: the step is left out).
+    """
+
+    scale: tuple[float, float] = (0.9, 1.1)
+    blur_sigma: float = 1.2
+    blur_p: float = 0.25
+    blur_kernel_divisor: int = 32
+    jitter: tuple[float, float, float, float] = (0.15, 0.15, 0.1, 0.02)
+    stain_sigma: float = 0.05
+    stain_bias: float = 0.03
+    jpeg_p: float = 0.0
+    grey_p: float = 0.0
+
+
+ROBUST = AugmentationStrength(
+    scale=(0.8, 1.2),
+    blur_sigma=2.0,
+    blur_p=0.33,
+    blur_kernel_divisor=16,
+    jitter=(0.25, 0.25, 0.25, 0.04),
+    stain_sigma=0.08,
+    stain_bias=0.05,
+    jpeg_p=0.5,
+    grey_p=0.1,
+)
+"""Wider views for generalising beyond one lab's stain, scale, focus and camera."""
+
+
+def augmentation_transform(
+    input_size: int,
+    *,
+    stain_sigma: float = 0.05,
+    stain_bias: float = 0.03,
+    strength: AugmentationStrength | None = None,
+) -> v2.Compose:
     """Random views of an ``input_size`` uint8 crop; float in [0, 1] out.
 
     Flips and a full-circle rotation (cells have no up), reflect padding first so the rotated corners show
     plausible surroundings instead of black, a small scale change, an occasional slight defocus blur,
-    brightness/contrast/saturation jitter and the stain jitter.
+    brightness/contrast/saturation jitter and the stain jitter; with a ``strength`` (e.g. :data:`ROBUST`), its
+    settings instead, JPEG re-compression and grayscale included when it asks for them.
 
     Examples:
         >>> _ = torch.manual_seed(0)
@@ -223,29 +274,32 @@ def augmentation_transform(input_size: int, *, stain_sigma: float = 0.05, stain_
         >>> out.shape, out.dtype
         (torch.Size([3, 32, 32]), torch.float32)
     """
+    s = strength or AugmentationStrength(stain_sigma=stain_sigma, stain_bias=stain_bias)
     pad = math.ceil(0.3 * input_size)
-    kernel = max(3, (input_size // 32) | 1)
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.Pad(pad, padding_mode="reflect"),
-            v2.RandomAffine(degrees=180.0, scale=(0.9, 1.1), interpolation=v2.InterpolationMode.BILINEAR),
-            v2.CenterCrop(input_size),
-            v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 1.2))], p=0.25),
-            v2.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.1, hue=0.02),
-            v2.ToDtype(torch.float32, scale=True),
-            StainJitter(sigma=stain_sigma, bias=stain_bias, p=0.8),
-        ]
-    )
+    kernel = max(3, (input_size // s.blur_kernel_divisor) | 1)
+    brightness, contrast, saturation, hue = s.jitter
+    steps: list[Any] = [
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.Pad(pad, padding_mode="reflect"),
+        v2.RandomAffine(degrees=180.0, scale=s.scale, interpolation=v2.InterpolationMode.BILINEAR),
+        v2.CenterCrop(input_size),
+        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, s.blur_sigma))], p=s.blur_p),
+    ]
+    if s.jpeg_p > 0:
+        steps.append(v2.RandomApply([RandomJpeg((40, 95))], p=s.jpeg_p))
+    steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue))
+    if s.grey_p > 0:
+        steps.append(v2.RandomGrayscale(p=s.grey_p))
+    steps += [v2.ToDtype(torch.float32, scale=True), StainJitter(sigma=s.stain_sigma, bias=s.stain_bias, p=0.8)]
+    return v2.Compose(steps)
 
 
 def robust_augmentation_transform(input_size: int) -> v2.Compose:
-    """Random views for generalising beyond one lab's stain, scale, focus and camera; uint8 in, float in [0, 1] out.
+    """:func:`augmentation_transform` at :data:`ROBUST` strength, for models used beyond the training lab.
 
-    Against :func:`augmentation_transform`: scale 0.8-1.2 instead of 0.9-1.1, defocus blur up to sigma 2 on a
-    third of the views, JPEG re-compression at quality 40-95 on half, grayscale on a tenth (kept as three
-    channels), and wider colour and stain jitter.
+    Scale 0.8-1.2, defocus up to sigma 2 on a third of the views, JPEG at quality 40-95 on half, grayscale on a
+    tenth (kept as three channels), wider colour and stain jitter.
 
     Examples:
         >>> _ = torch.manual_seed(0)
@@ -253,23 +307,7 @@ def robust_augmentation_transform(input_size: int) -> v2.Compose:
         >>> out.shape, out.dtype
         (torch.Size([3, 32, 32]), torch.float32)
     """
-    pad = math.ceil(0.3 * input_size)
-    kernel = max(3, (input_size // 16) | 1)
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.Pad(pad, padding_mode="reflect"),
-            v2.RandomAffine(degrees=180.0, scale=(0.8, 1.2), interpolation=v2.InterpolationMode.BILINEAR),
-            v2.CenterCrop(input_size),
-            v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.33),
-            v2.RandomApply([RandomJpeg((40, 95))], p=0.5),
-            v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.04),
-            v2.RandomGrayscale(p=0.1),
-            v2.ToDtype(torch.float32, scale=True),
-            StainJitter(sigma=0.08, bias=0.05, p=0.8),
-        ]
-    )
+    return augmentation_transform(input_size, strength=ROBUST)
 
 
 def eval_transform(crop_size: int, input_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
