@@ -14,7 +14,6 @@ its 95% interval over folds; the operating point is the lowest threshold whose d
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -22,17 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from papscreen.datasets.build import BuildOptions, plan_build, write_build
-from papscreen.datasets.layout import read_dataset
-from papscreen.datasets.real import SIX_LABELS, read_real_cells
+from papscreen.datasets.build import plan_build
+from papscreen.datasets.real import read_real_cells
 from papscreen.imaging.image_io import read_rgb
-from papscreen.models.crossval import grouped_folds, mean_ci
+from papscreen.models.crossval import mean_ci
 from papscreen.models.device import describe_machine, resolve_device
 from papscreen.models.evaluation import detection_recall
-from papscreen.models.train_stage1 import train_stage1
+from papscreen.models.real_cv import (
+    LABEL_GROUPS,
+    Stage1Recipe,
+    default_build_options,
+    fold_fields,
+    prepare,
+    train_detector,
+)
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-GROUPS = {"all": SIX_LABELS, "NILM": ("NILM",), "LSIL": ("ASC-US", "LSIL"), "HSIL": ("ASC-H", "HSIL"), "SCC": ("SCC",)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,47 +68,34 @@ def main() -> int:
     print(f"machine: {describe_machine(device)}", flush=True)
     cells = read_real_cells(args.data_dir)
     by_field = cells.points_by_field()
-    fields = sorted(by_field)
-    worst = [max(SIX_LABELS.index(c.label) for c in by_field[f]) for f in fields]
-    options = BuildOptions(
-        crop_px=8,
-        stage1_scale=args.scale,
-        seed=args.seed,
-        hard_background_fraction=args.hard_background,
+    plan = plan_build(args.data_dir / "cric-dev", default_build_options(args.seed))
+    data = prepare(cells, plan, [], args.folds, args.seed)  # the same folds as real_accuracy.py
+    recipe = Stage1Recipe(
+        architecture=args.arch,
+        working_scale=args.scale,
+        epochs=args.epochs,
+        patience=args.patience,
         abnormal_repeat=args.abnormal_repeat,
+        hard_background=args.hard_background,
+        threshold=min(THRESHOLDS),
+        min_distance_px=args.min_distance,
+        use_proposals=args.proposals or args.proposals_first,
+        proposals_first=args.proposals_first,
+        snap_radius_px=args.snap,
     )
-    plan = plan_build(args.data_dir / "cric-dev", options)
-    image_of = {Path(name).stem: name for name in plan.points}
-    folds = grouped_folds(np.array(fields), np.array(worst), args.folds, args.seed)
     per_fold: list[dict[float, dict[str, tuple[int, int]]]] = []
     detections: list[dict[float, float]] = []
     started = time.perf_counter()
-    for fold in folds[: args.only_folds or len(folds)]:
-        train_fields = np.array(fields)[fold.train]
-        inner = grouped_folds(train_fields, np.array(worst)[fold.train], 6, args.seed + 1 + fold.number)[0]
-        split = {
-            "train": tuple(sorted(image_of[f] for f in train_fields[inner.train])),
-            "validation": tuple(sorted(image_of[f] for f in train_fields[inner.validation])),
-        }
-        out = args.work / f"stage1-fold{fold.number}"
-        write_build(dataclasses.replace(plan, split=split), out, overwrite=True)
+    for fold in data.folds[: args.only_folds or len(data.folds)]:
+        train_fields, val_fields, test_fields = fold_fields(data, fold)
         tick = time.perf_counter()
-        result = train_stage1(
-            read_dataset(out / "DB_3"), architecture=args.arch, epochs=args.epochs, patience=args.patience,
-            seed=args.seed, device=device,
-        )  # fmt: skip
+        out = args.work / f"stage1-fold{fold.number}"
+        detector = train_detector(plan, train_fields, val_fields, recipe, out, device).detector
         train_seconds = time.perf_counter() - tick
-        detector = result.detector.with_config(
-            threshold=min(THRESHOLDS),
-            min_distance_px=args.min_distance,
-            use_proposals=args.proposals,
-            proposals_first=args.proposals_first,
-            snap_radius_px=args.snap,
-        )
         found: dict[float, dict[str, tuple[int, int]]] = {t: {} for t in THRESHOLDS}
         counts: dict[float, list[int]] = {t: [] for t in THRESHOLDS}
         seconds = 0.0
-        for field in fold.validation_groups:
+        for field in test_fields:
             rgb = read_rgb(cells.fields[field])
             tick = time.perf_counter()
             hits = detector.detect(rgb)
@@ -112,7 +103,7 @@ def main() -> int:
             for t in THRESHOLDS:
                 xy = hits.xy[hits.scores >= t]
                 counts[t].append(len(xy))
-                for name, labels in GROUPS.items():
+                for name, labels in LABEL_GROUPS.items():
                     truth = np.array([[c.x, c.y] for c in by_field[field] if c.label in labels]).reshape(-1, 2)
                     match = detection_recall(xy, truth, args.radius)
                     old = found[t].get(name, (0, 0))
@@ -121,14 +112,14 @@ def main() -> int:
         detections.append({t: float(np.mean(counts[t])) for t in THRESHOLDS})
         at = {t: found[t]["all"][0] / max(found[t]["all"][1], 1) for t in THRESHOLDS}
         print(
-            f"fold {fold.number}: trained {train_seconds:.0f} s, {seconds / len(fold.validation_groups):.2f} s/field; "
+            f"fold {fold.number}: trained {train_seconds:.0f} s, {seconds / len(test_fields):.2f} s/field; "
             + ", ".join(f"t={t}: {detections[-1][t]:.0f}/field recall {at[t]:.3f}" for t in THRESHOLDS),
             flush=True,
         )
     table = {}
     for t in THRESHOLDS:
         row = {"detections_per_field": mean_ci([d[t] for d in detections]).to_dict()}
-        for name in GROUPS:
+        for name in LABEL_GROUPS:
             row[f"recall_{name}"] = mean_ci(
                 [f[t][name][0] / f[t][name][1] for f in per_fold if f[t][name][1]]
             ).to_dict()
@@ -137,7 +128,7 @@ def main() -> int:
             f"t={t}: det/field {mean_ci([d[t] for d in detections])}; "
             + "; ".join(
                 f"{name} {mean_ci([f[t][name][0] / f[t][name][1] for f in per_fold if f[t][name][1]])}"
-                for name in GROUPS
+                for name in LABEL_GROUPS
             )
         )
     within = [t for t in THRESHOLDS if table[str(t)]["detections_per_field"]["mean"] <= args.budget]

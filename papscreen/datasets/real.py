@@ -24,6 +24,7 @@ import csv
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -108,8 +109,12 @@ class RealCells:
         counted = Counter(cell.label for cell in self.cells)
         return {label: counted[label] for label in SIX_LABELS if counted[label]}
 
-    def points_by_field(self) -> dict[str, list[RealCell]]:
-        """The field cells grouped by field."""
+    def points_by_field(self) -> Mapping[str, list[RealCell]]:
+        """The field cells grouped by field (computed once: evaluation asks for it per field and threshold)."""
+        return self._points_by_field
+
+    @cached_property
+    def _points_by_field(self) -> dict[str, list[RealCell]]:
         grouped: dict[str, list[RealCell]] = {}
         for cell in self.cells:
             if cell.from_field:

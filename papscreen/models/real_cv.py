@@ -48,6 +48,7 @@ from papscreen.models.train_stage1 import Stage1TrainingResult, train_stage1
 from papscreen.models.train_stage2 import Stage2TrainingResult, train_stage2
 
 __all__ = [
+    "LABEL_GROUPS",
     "FieldAnalysis",
     "FieldRecipe",
     "FoldData",
@@ -56,6 +57,7 @@ __all__ = [
     "Stage2Recipe",
     "analyse_field",
     "choose_scorer",
+    "field_cell_ids",
     "field_folds",
     "field_operating_point",
     "fold_fields",
@@ -348,6 +350,12 @@ def _recall_curve(analyses: Mapping[str, FieldAnalysis], cells: RealCells, radiu
     return curve
 
 
+def field_cell_ids(cells: RealCells, groups: Sequence[str]) -> np.ndarray:
+    """Indices of the annotated field nuclei of ``groups`` (loose crops are left out: they are not centred)."""
+    wanted = set(groups)
+    return np.array([i for i, c in enumerate(cells.cells) if c.from_field and c.group in wanted], dtype=np.int64)
+
+
 def fold_fields(data: FoldData, fold: Fold) -> tuple[list[str], list[str], list[str]]:
     """A fold's training, inner validation and held-out fields (only groups with a field image; see module doc)."""
     cells = data.cells
@@ -379,13 +387,10 @@ def run_fold(
     seconds["stage1_training"] = time.perf_counter() - tick
     log(f"  fold {fold.number}: stage 1 trained in {seconds['stage1_training']:.0f} s")
 
-    member = np.array([c.group for c in cells.cells])
-    usable = np.array([c.from_field for c in cells.cells])  # loose crops are not centred on their cell
-    four = cells.labels()
-    train_ids = np.flatnonzero(np.isin(member, train_groups) & usable)
-    val_ids = np.flatnonzero(np.isin(member, val_groups) & usable)
+    train_ids, val_ids = field_cell_ids(cells, train_groups), field_cell_ids(cells, val_groups)
     tick = time.perf_counter()
-    classifier = train_classifier(data.crop_paths, four, train_ids, val_ids, stage2, seed, device, log).classifier
+    classifier = train_classifier(data.crop_paths, cells.labels(), train_ids, val_ids, stage2, seed, device, log)
+    classifier = classifier.classifier
     seconds["stage2_training"] = time.perf_counter() - tick
     log(f"  fold {fold.number}: stage 2 trained in {seconds['stage2_training']:.0f} s")
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from papscreen.datasets.build import plan_build
 from papscreen.datasets.real import read_real_cells, write_cell_crops
 from papscreen.models.field_score import FieldScorer, OperatingPoint
@@ -26,6 +24,7 @@ from papscreen.models.real_cv import (
     Stage1Recipe,
     Stage2Recipe,
     default_build_options,
+    field_cell_ids,
     field_operating_point,
     inner_split,
     train_classifier,
@@ -70,10 +69,7 @@ def train_real_models(
 
     detector = train_detector(plan, train_groups, val_groups, stage1, work / "stage1", device)
     log(f"stage 1 trained: validation F1 {detector.metrics.get('f1', float('nan')):.3f}")
-    member = np.array([c.group for c in cells.cells])
-    usable = np.array([c.from_field for c in cells.cells])
-    train_ids = np.flatnonzero(np.isin(member, train_groups) & usable)
-    val_ids = np.flatnonzero(np.isin(member, val_groups) & usable)
+    train_ids, val_ids = field_cell_ids(cells, train_groups), field_cell_ids(cells, val_groups)
     classifier = train_classifier(crops, cells.labels(), train_ids, val_ids, stage2, seed, device, log)
     log(f"stage 2 trained: validation macro-F1 {classifier.metrics.macro_f1:.3f}")
 
