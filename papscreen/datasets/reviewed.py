@@ -26,6 +26,7 @@ import numpy as np
 from papscreen.bethesda import LEGACY_DB4_FOLDERS
 from papscreen.datasets.conventions import MANIFEST_NAME, SPLITS
 from papscreen.datasets.layout import read_dataset
+from papscreen.datasets.provenance import dataset_provenance
 from papscreen.errors import DatasetError, ImageError
 from papscreen.imaging.crops import cut_crops
 from papscreen.imaging.image_io import write_rgb
@@ -206,6 +207,7 @@ def combined_db4(db4_root: str | Path, reviewed_root: str | Path | None, out_roo
         "kind": "DB_4",
         "combined_from": {"db4": str(db4_root.resolve()), "reviewed": str(reviewed_root) if reviewed_root else None},
         "reviewed_crops": dict(sorted(reviewed.items())),
+        "provenance": dataset_provenance(db4_root),  # validation is DB_4's: real or synthetic as DB_4 is
         "note": "train = DB_4 train + reviewer-corrected cells; validation = DB_4 validation unchanged",
     }
     (out_root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -23,12 +23,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from papscreen.config import Settings
+from papscreen.datasets.provenance import dataset_provenance
 from papscreen.db.database import Database
 from papscreen.errors import PapscreenError
 from papscreen.tasks.retry import retry_options
 from papscreen.tasks.runtime import current_flow_run_id, open_run
 from papscreen.tasks.training import (
     DATASET_OF_STAGE,
+    card_data_provenance,
     champion_folder,
     claim_training_run,
     decide_and_record,
@@ -73,12 +75,20 @@ def _retrain_stage(settings: Settings, database: Database, stage: str, force: bo
         trained = train(settings, inputs)
         challenger = evaluate_model_folder(settings, stage, trained.folder, inputs.dataset_root)
         current = champion_folder.with_options(**db)(database, stage)
-        champion = None
+        champion, champion_data = None, None
         if current is not None:
             evaluation = evaluate_model_folder(settings, stage, current[1], inputs.dataset_root)
-            champion = (current[0], evaluation.metrics.to_dict())
+            champion, champion_data = (current[0], evaluation.metrics.to_dict()), card_data_provenance(current[1])
         outcome = decide_and_record.with_options(**db)(
-            settings, database, stage, run_id, trained, challenger.metrics.to_dict(), champion
+            settings,
+            database,
+            stage,
+            run_id,
+            trained,
+            challenger.metrics.to_dict(),
+            champion,
+            challenger_data=dataset_provenance(inputs.dataset_root),
+            champion_data=champion_data,
         )
     except Exception as e:  # noqa: BLE001 - whatever ended the stage, its run must be closed with the error
         message = str(e) if isinstance(e, PapscreenError) else f"{type(e).__name__}: {e}"

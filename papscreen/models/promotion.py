@@ -8,6 +8,11 @@ because a few hundred validation crops make sensitivities move in steps of a few
 whatever the gain in macro-F1: a model that trades missed cancers for fewer false alarms must not ship at night
 with nobody watching.
 
+A challenger validated only on synthetic cells never replaces a champion trained on real ones, whatever its
+figures: synthetic validation says nothing about real slides, and the champion's figures on synthetic crops
+say nothing about it either (a model trained on real cells may grade synthetic ones badly and still be the
+better screening model). Where the data came from is :func:`papscreen.datasets.provenance.dataset_provenance`.
+
 The reason is a sentence for the people who read the training history, with the numbers in it.
 """
 
@@ -59,6 +64,8 @@ def decide_promotion(
     champion: Mapping[str, Any] | None,
     *,
     max_sensitivity_drop: float,
+    challenger_data: str | None = None,
+    champion_data: str | None = None,
 ) -> GateDecision:
     """Decide whether ``challenger`` replaces ``champion`` (metrics dicts of the same validation split).
 
@@ -67,6 +74,8 @@ def decide_promotion(
         challenger: the new model's metrics (``macro_f1``, ``per_class.<name>.sensitivity``).
         champion: the champion's metrics on the same split, or ``None`` when the stage has no champion.
         max_sensitivity_drop: most sensitivity a guarded class may lose (e.g. 0.02 = two points).
+        challenger_data: ``real`` or ``synthetic``: the data the challenger was trained and validated on.
+        champion_data: the same for the champion (``None``: not recorded, e.g. an imported model).
 
     Raises:
         ValueError: an unknown stage, or a challenger without a macro-F1 (nothing to judge it by).
@@ -84,6 +93,10 @@ def decide_promotion(
         (False, ['HSIL sensitivity'])
         >>> print(d.reason.split("; ")[0])
         rejected: HSIL sensitivity fell from 0.900 to 0.800 (-0.100, more than the 0.020 allowed)
+        >>> d = decide_promotion("stage2", m(0.99, 0.99, 0.99), m(0.20, 0.10, 0.00), max_sensitivity_drop=0.02,
+        ...                      challenger_data="synthetic", champion_data="real")
+        >>> d.promote, d.comparison["failed"]
+        (False, ['validation data'])
     """
     if stage not in GUARDED_CLASSES:
         raise ValueError(f"stage must be one of {', '.join(GUARDED_CLASSES)}, not {stage!r}")
@@ -101,6 +114,17 @@ def decide_promotion(
     if champion is None:
         return GateDecision(
             True, f"first model of its stage (macro-F1 {new_f1:.3f}); nothing to compare with", comparison
+        )
+    comparison["challenger_data"], comparison["champion_data"] = challenger_data, champion_data
+    if champion_data == "real" and challenger_data == "synthetic":
+        comparison["champion"] = {"macro_f1": _macro_f1(champion)}
+        comparison["failed"] = ["validation data"]
+        return GateDecision(
+            False,
+            "rejected: the challenger was trained and validated on synthetic data only and the champion on real "
+            "cells; synthetic figures cannot show it grades real slides better (macro-F1 "
+            f"{new_f1:.3f} on synthetic crops). Train it on real data (papscreen train real) to compete",
+            comparison,
         )
     old_f1 = _macro_f1(champion)
     comparison["champion"] = {"macro_f1": old_f1} | {f"{c}_sensitivity": _sensitivity(champion, c) for c in guarded}

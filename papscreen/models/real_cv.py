@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 from sklearn.metrics import roc_auc_score
@@ -61,6 +62,7 @@ __all__ = [
     "field_folds",
     "field_operating_point",
     "fold_fields",
+    "hard_negative_crops",
     "inner_split",
     "run_fold",
     "summarise",
@@ -103,7 +105,13 @@ class Stage1Recipe:
 
 @dataclass(frozen=True)
 class Stage2Recipe:
-    """How stage 2 is trained in each fold: crops cut at field scale (``crop_size`` px), resized to ``input_size``."""
+    """How stage 2 is trained in each fold: crops cut at field scale (``crop_size`` px), resized to ``input_size``.
+
+    ``hard_negatives_per_field`` adds, from each training field, that many stage-1 detections lying farther than
+    ``hard_negative_min_distance_px`` from every annotated nucleus, as NILM: in a field, stage 2 grades every
+    detection (debris, inflammatory cells, cell edges), not only the annotated nuclei it was shown, and CRIC leaves
+    inflammatory cells and many normal cells unannotated.
+    """
 
     architecture: str = "resnet18"
     input_size: int = 64
@@ -115,6 +123,8 @@ class Stage2Recipe:
     balance: Literal["loss", "sampler", "none"] = "loss"
     augment: Literal["full", "robust", "dihedral", "none"] = "full"
     bf16: bool = False
+    hard_negatives_per_field: int = 0
+    hard_negative_min_distance_px: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -229,15 +239,25 @@ def train_classifier(
     seed: int,
     device: Any,
     log: Log,
+    negatives: Mapping[str, Sequence[Path]] | None = None,
 ) -> Stage2TrainingResult:
-    """Train stage 2 on the crops ``train`` (validating on ``validation``), field-scale crops already on disk."""
+    """Train stage 2 on the crops ``train`` (validating on ``validation``), field-scale crops already on disk.
 
-    def samples(ids: np.ndarray) -> tuple[Sample, ...]:
-        return tuple(Sample(crops[i], BETHESDA_CLASSES.index(labels[i]), labels[i]) for i in ids)
+    ``negatives`` (``{"train": [...], "validation": [...]}``) are extra crops taught as NILM (hard negatives).
+    """
+    nilm = BETHESDA_CLASSES.index("NILM")
+
+    def samples(ids: np.ndarray, split: str) -> tuple[Sample, ...]:
+        extra = tuple(Sample(Path(p), nilm, "NILM") for p in (negatives or {}).get(split, ()))
+        return tuple(Sample(crops[i], BETHESDA_CLASSES.index(labels[i]), labels[i]) for i in ids) + extra
 
     root = Path(crops[0]).parent.parent if crops else Path(".")
     index = DatasetIndex(
-        "DB_4", root, BETHESDA_CLASSES, "named", {"train": samples(train), "validation": samples(validation)}
+        "DB_4",
+        root,
+        BETHESDA_CLASSES,
+        "named",
+        {"train": samples(train, "train"), "validation": samples(validation, "validation")},
     )
     return train_stage2(
         index,
@@ -256,6 +276,44 @@ def train_classifier(
         bf16=recipe.bf16,
         progress=lambda r: log(f"    stage 2 epoch {int(r['epoch'])}: val macro-F1 {r['val_macro_f1']:.3f}"),
     )
+
+
+def hard_negative_crops(
+    detector: Stage1Detector,
+    cells: RealCells,
+    groups: Sequence[str],
+    recipe: Stage2Recipe,
+    out_dir: Path,
+    seed: int,
+) -> list[Path]:
+    """Up to ``recipe.hard_negatives_per_field`` detections per field far from every annotated nucleus, as crops.
+
+    The detections are drawn at random (seeded by ``seed``) among those farther than the recipe's distance from
+    each annotated point, and cut at the recipe's crop size, as the pipeline cuts them. Written as PNG under
+    ``out_dir`` (replaced: it is a cache), named after their field.
+    """
+    if recipe.hard_negatives_per_field <= 0:
+        return []
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    paths: list[Path] = []
+    for group in groups:
+        if group not in cells.fields:
+            continue
+        rgb = read_rgb(cells.fields[group])
+        xy = detector.detect(rgb).xy
+        annotated = _points(cells, group)
+        if len(xy) and len(annotated):
+            distance, _ = cKDTree(annotated).query(xy, k=1)
+            xy = xy[distance > recipe.hard_negative_min_distance_px]
+        chosen = rng.permutation(len(xy))[: recipe.hard_negatives_per_field]
+        for n, crop in enumerate(cut_crops(rgb, xy[np.sort(chosen)], recipe.crop_size)):
+            path = out_dir / f"{group}__negative{n}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            paths.append(path)
+    return paths
 
 
 @dataclass(frozen=True)
@@ -389,8 +447,10 @@ def run_fold(
 
     train_ids, val_ids = field_cell_ids(cells, train_groups), field_cell_ids(cells, val_groups)
     tick = time.perf_counter()
-    classifier = train_classifier(data.crop_paths, cells.labels(), train_ids, val_ids, stage2, seed, device, log)
-    classifier = classifier.classifier
+    negatives = hard_negatives(detector, cells, train_groups, val_groups, stage2, work / f"fold{fold.number}", seed)
+    classifier = train_classifier(
+        data.crop_paths, cells.labels(), train_ids, val_ids, stage2, seed, device, log, negatives
+    ).classifier
     seconds["stage2_training"] = time.perf_counter() - tick
     log(f"  fold {fold.number}: stage 2 trained in {seconds['stage2_training']:.0f} s")
 
@@ -400,6 +460,22 @@ def run_fold(
     analyses = {g: analyse_field(detector, classifier, read_rgb(cells.fields[g])) for g in test_groups}
     seconds["analysis"] = time.perf_counter() - tick
     return _measure(data, fold, analyses, detector, classifier, scorer, radius, seconds)
+
+
+def hard_negatives(
+    detector: Stage1Detector,
+    cells: RealCells,
+    train_groups: Sequence[str],
+    val_groups: Sequence[str],
+    recipe: Stage2Recipe,
+    work: Path,
+    seed: int,
+) -> dict[str, list[Path]]:
+    """The recipe's hard negatives of the training and of the validation fields (none when the recipe has none)."""
+    return {
+        split: hard_negative_crops(detector, cells, groups, recipe, work / "negatives" / split, seed + n)
+        for n, (split, groups) in enumerate((("train", train_groups), ("validation", val_groups)))
+    }
 
 
 def field_operating_point(

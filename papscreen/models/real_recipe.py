@@ -26,6 +26,7 @@ from papscreen.models.real_cv import (
     default_build_options,
     field_cell_ids,
     field_operating_point,
+    hard_negatives,
     inner_split,
     train_classifier,
     train_detector,
@@ -70,7 +71,8 @@ def train_real_models(
     detector = train_detector(plan, train_groups, val_groups, stage1, work / "stage1", device)
     log(f"stage 1 trained: validation F1 {detector.metrics.get('f1', float('nan')):.3f}")
     train_ids, val_ids = field_cell_ids(cells, train_groups), field_cell_ids(cells, val_groups)
-    classifier = train_classifier(crops, cells.labels(), train_ids, val_ids, stage2, seed, device, log)
+    negatives = hard_negatives(detector.detector, cells, train_groups, val_groups, stage2, work, seed)
+    classifier = train_classifier(crops, cells.labels(), train_ids, val_ids, stage2, seed, device, log, negatives)
     log(f"stage 2 trained: validation macro-F1 {classifier.metrics.macro_f1:.3f}")
 
     scorer, point = field_operating_point(detector.detector, classifier.classifier, cells, val_groups, verdict)

@@ -31,6 +31,7 @@ from torch import nn
 from papscreen.datasets.conventions import DEFAULT_STAGE1_SCALE
 from papscreen.datasets.fingerprint import fingerprint_index
 from papscreen.datasets.layout import DatasetIndex
+from papscreen.datasets.provenance import dataset_provenance
 from papscreen.errors import DatasetError
 from papscreen.models.card import Normalisation
 from papscreen.models.stage1 import Stage1Config, Stage1Detector
@@ -271,6 +272,7 @@ def train_stage1(
         "seed": seed,
         "augment": augment,
         "device": str(device),
+        "data_provenance": dataset_provenance(index.root),
         "train_patches": len(train_labels),
         "validation_patches": len(val_labels),
         "seconds": round(time.perf_counter() - started, 1),

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from papscreen.datasets.conventions import DEFAULT_CROP_PX
 from papscreen.datasets.fingerprint import fingerprint_index
 from papscreen.datasets.layout import DatasetIndex, Sample
+from papscreen.datasets.provenance import dataset_provenance
 from papscreen.errors import DatasetError
 from papscreen.imaging.image_io import read_rgb
 from papscreen.models.backbones import build_stage2_network, split_feature_extractor
@@ -436,6 +437,7 @@ def train_stage2(
         "bf16_features": bf16_features if mode == "frozen" else None,
         "feature_seconds": round(feature_seconds, 1),
         "device": str(device),
+        "data_provenance": dataset_provenance(index.root),
         "train_crops": len(train_labels),
         "validation_crops": len(val_labels),
         "seconds": round(time.perf_counter() - started, 1),

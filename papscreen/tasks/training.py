@@ -34,7 +34,8 @@ from papscreen.db.queries.training import running_training_run
 from papscreen.db.schema import Decision, ModelStage, TrainingStatus, utcnow
 from papscreen.errors import DatasetError
 from papscreen.imaging.image_io import image_size
-from papscreen.models.checkpoints import load_weights, model_folder_name
+from papscreen.models.card import read_card
+from papscreen.models.checkpoints import load_weights, model_folder_name, resolve_card_path
 from papscreen.models.code_fingerprint import code_fingerprint
 from papscreen.models.device import resolve_device
 from papscreen.models.evaluation import Evaluation, evaluate_stage1, evaluate_stage2, write_evaluation
@@ -51,6 +52,7 @@ __all__ = [
     "Outcome",
     "TrainedModel",
     "TrainingInputs",
+    "card_data_provenance",
     "champion_folder",
     "claim_training_run",
     "decide_and_record",
@@ -385,6 +387,12 @@ def champion_folder(database: Database, stage: str) -> tuple[int, Path] | None:
         return None if champion is None else (champion.id, Path(champion.file_path))
 
 
+def card_data_provenance(folder: Path) -> str | None:
+    """What a saved model was trained and validated on (``real``/``synthetic``), from its card; ``None``: unknown."""
+    value = read_card(resolve_card_path(folder)).training.get("data_provenance")
+    return value if value in ("real", "synthetic") else None
+
+
 @task(name="register and judge challenger", cache_policy=NO_CACHE)
 def decide_and_record(
     settings: Settings,
@@ -394,10 +402,15 @@ def decide_and_record(
     trained: TrainedModel,
     challenger: dict[str, Any],
     champion: tuple[int, dict[str, Any]] | None,
+    *,
+    challenger_data: str | None = None,
+    champion_data: str | None = None,
 ) -> Outcome:
     """Register the challenger (never champion by itself), let the gate decide, and close the training run.
 
     The run keeps both models' validation metrics, the comparison, the decision and its reason.
+    ``challenger_data`` and ``champion_data`` (``real``/``synthetic``) let the gate keep a real champion from a
+    challenger validated on synthetic data only.
     """
     _, card = load_weights(trained.folder)
     version = register_saved_model(database, trained.folder, card, actor=ACTOR, auto_champion=False)
@@ -407,6 +420,8 @@ def decide_and_record(
         challenger,
         champion[1] if champion else None,
         max_sensitivity_drop=settings.retrain.max_sensitivity_drop,
+        challenger_data=challenger_data,
+        champion_data=champion_data,
     )
     decision = Decision.PROMOTED if gate.promote else Decision.REJECTED
     reason = gate.reason

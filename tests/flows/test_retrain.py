@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from papscreen.bethesda import BETHESDA_CLASSES, LEGACY_DB4_FOLDERS
+from papscreen.datasets.provenance import SYNTHETIC_GENERATOR
 from papscreen.datasets.synthetic import render_cell_crop
 from papscreen.datasets.synthetic.samples import render_stage1_patches
 from papscreen.db import queries
@@ -224,3 +227,36 @@ def test_a_reviewer_corrected_cell_is_added_to_stage2_training(
     assert run.metrics["training"]["validation_crops"] == DB4_PER_CLASS["validation"] * len(BETHESDA_CLASSES)
     assert not list(training_data.glob(".retrain-*")), "the working folder of the combined dataset is removed"
     assert cell_id > 0
+
+
+@pytest.mark.usefixtures("prefect_api", "one_thread")
+def test_a_challenger_validated_on_synthetic_data_never_replaces_a_real_champion(
+    database: Database, training_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's nightly retraining trains on synthetic data; the shipped real models must survive it."""
+    models = tmp_path / "models"
+    # The first, weak model is trained on unsigned crops: real, as far as papscreen can tell (a lab's own DB_4).
+    point_flow_at(monkeypatch, database, training_data, models, **WEAK)
+    real = retrain_flow(stages=["stage2"])["stage2"]
+    assert real["decision"] == "promoted"
+
+    # The same crops signed by the synthetic generator: a far better challenger, and still rejected.
+    synthetic = tmp_path / "synthetic"
+    shutil.copytree(training_data / "DB_4", synthetic / "DB_4")
+    manifest = {"dataset": "DB_4", "generator": {"name": SYNTHETIC_GENERATOR, "version": 1}}
+    (synthetic / "DB_4" / "manifest.json").write_text(json.dumps(manifest))
+    point_flow_at(monkeypatch, database, synthetic, models, **GOOD, MAX_SENSITIVITY_DROP="1.0")
+    challenger = retrain_flow(stages=["stage2"])["stage2"]
+    assert challenger["decision"] == "rejected", challenger["reason"]
+    assert "synthetic data only" in challenger["reason"]
+    with database.session() as session:
+        champion = queries.get_champion(session, ModelStage.STAGE2)
+        assert champion is not None
+        assert champion.id == real["model_version_id"]
+        run = session.get(TrainingRun, challenger["training_run_id"])
+        assert run is not None
+        assert run.metrics["comparison"]["failed"] == ["validation data"]
+        assert (run.metrics["comparison"]["challenger_data"], run.metrics["comparison"]["champion_data"]) == (
+            "synthetic",
+            "real",
+        )

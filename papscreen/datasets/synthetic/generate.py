@@ -31,6 +31,7 @@ from papscreen.datasets.conventions import (
     SPLITS,
     STAGE1_INPUT_PX,
 )
+from papscreen.datasets.provenance import SYNTHETIC_GENERATOR
 from papscreen.datasets.synthetic.field import FIELD_HEIGHT, FIELD_WIDTH, render_field
 from papscreen.datasets.synthetic.samples import render_cell_crop, render_stage1_patches, stage1_window
 from papscreen.errors import DatasetError
@@ -45,7 +46,7 @@ __all__ = [
     "generate_synthetic",
 ]
 
-GENERATOR_NAME = "papscreen.datasets.synthetic"
+GENERATOR_NAME = SYNTHETIC_GENERATOR
 GENERATOR_VERSION = "1.0.0"
 """Bump when the same seed would give different pixels, so manifests tell the two apart."""
 
