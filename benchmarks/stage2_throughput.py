@@ -3,9 +3,14 @@
     python benchmarks/stage2_throughput.py                 # ResNet50 at 224 px, fp32 / bf16 / int8
     python benchmarks/stage2_throughput.py --precisions fp32,int8 --val-crops 400
     python benchmarks/stage2_throughput.py --model MODEL --data DB_4 --train-crops 512 --calibration-crops 512
+    python benchmarks/stage2_throughput.py --model papscreen/models/shipped_models/stage2 --cric ../shared/data
 
-Baseline (the original's loop): one crop per forward pass, fp32 ResNet50, each crop read from disk as a PNG
-and transformed as the original did (PIL open, resize to 224, ``ToTensor``, ``Normalize``), under ``no_grad``.
+Baseline (the original's loop): one crop per forward pass, fp32 ResNet50 at 224 px, each crop read from disk as
+a PNG and transformed as the original did (PIL open, resize to 224, ``ToTensor``, ``Normalize``), under
+``no_grad``. With ``--model``, the baseline is still the seed's ResNet50 loop (its weights do not change its
+speed; a stand-in built as below), and the model's own one-crop loop is timed beside it; ``--cric DATA_DIR``
+scores real crops: the annotated nuclei of the model's validation fields (named on its card) as validation
+crops, and those of other fields to calibrate int8.
 
 Candidates: :class:`~papscreen.models.stage2.Stage2Classifier` on the same PNG files, decoded with OpenCV in a
 thread pool (decoding releases the GIL) into uint8 batches, resized once per batch, with ``inference_mode`` and
@@ -27,6 +32,7 @@ equal so that "agreement" would measure noise; a fine-tuned network would have l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -45,6 +51,7 @@ from torchvision import transforms
 
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.datasets.layout import read_dataset
+from papscreen.datasets.real import four_class, read_real_cells, write_cell_crops
 from papscreen.datasets.synthetic import render_cell_crop
 from papscreen.models.backbones import build_stage2_network, split_feature_extractor
 from papscreen.models.device import bf16_supported, describe_machine
@@ -79,6 +86,11 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         help="a DB_4 folder: validation crops timed and scored, training crops calibrate",
     )
+    parser.add_argument(
+        "--cric",
+        type=Path,
+        help="folder holding cric-dev/: with --model, its card's validation fields give the validation crops",
+    )
     return parser.parse_args()
 
 
@@ -92,6 +104,24 @@ def dataset_crops(
     val_samples = [index.splits["validation"][i] for i in rng.permutation(len(index.splits["validation"]))[:n_val]]
     labels = np.array([BETHESDA_CLASSES.index(s.label) for s in val_samples])
     return train, [s.path for s in val_samples], labels
+
+
+def cric_crops(
+    data_dir: Path, card_training: dict, crop_size: int, folder: Path, n_train: int, n_val: int | None, seed: int
+) -> tuple[list[Path], list[Path], np.ndarray]:
+    """Real crops (PNG, field scale): the model's validation fields' nuclei, and other fields' for calibration."""
+    validation_fields = set(card_training.get("data", {}).get("validation_fields", ()))
+    if not validation_fields:
+        raise SystemExit("--cric needs a model whose card names its validation fields (papscreen train real)")
+    cells = read_real_cells(data_dir)
+    chosen = [i for i, c in enumerate(cells.cells) if c.from_field]
+    paths = write_cell_crops(dataclasses.replace(cells, cells=tuple(cells.cells[i] for i in chosen)), folder, crop_size)
+    labels = [BETHESDA_CLASSES.index(four_class(cells.cells[i].label)) for i in chosen]
+    in_val = np.array([cells.cells[i].group in validation_fields for i in chosen])
+    rng = np.random.default_rng(seed)
+    val_ids = rng.permutation(np.flatnonzero(in_val))[:n_val]
+    train_ids = rng.permutation(np.flatnonzero(~in_val))[:n_train]
+    return [paths[i] for i in train_ids], [paths[i] for i in val_ids], np.array([labels[i] for i in val_ids])
 
 
 def write_crops(folder: Path, n: int, seed: int, crop_size: int) -> tuple[list[Path], np.ndarray]:
@@ -207,7 +237,13 @@ def main() -> int:
     )
     total_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="papscreen-stage2-bench-") as tmp:
-        if args.data is not None:
+        if args.cric is not None and args.model is not None:
+            training = Stage2Classifier.from_checkpoint(args.model).card.training
+            crop = Stage2Classifier.from_checkpoint(args.model).crop_size
+            train, val, val_labels = cric_crops(
+                args.cric, training, crop, Path(tmp) / "cric", args.calibration_crops, args.val_crops, args.seed
+            )
+        elif args.data is not None:
             train, val, val_labels = dataset_crops(args.data, args.train_crops, args.val_crops, args.seed)
         else:
             train, train_labels = write_crops(Path(tmp) / "train", args.train_crops, args.seed, args.crop_size)
@@ -225,9 +261,21 @@ def main() -> int:
         print(f"setup (crops, model): {time.perf_counter() - total_start:.0f} s")
 
         n_base = min(args.baseline_crops, len(val))
-        original_loop(network, val[:2], args.input_size)  # warm-up
-        _, baseline_rate = timed(lambda: original_loop(network, val[:n_base], args.input_size), n_base)
-        print(f"\nbaseline  one crop per forward, fp32, PIL: {baseline_rate:7.1f} img/s   (1.00x, {n_base} crops)")
+        if args.model is not None:  # the seed's loop: ResNet50 at 224 px (a stand-in: weights do not set speed)
+            torch.manual_seed(args.seed)
+            seed_network = build_stage2_network("resnet50", len(BETHESDA_CLASSES)).eval()
+            original_loop(seed_network, val[:2], 224)  # warm-up
+            _, baseline_rate = timed(lambda: original_loop(seed_network, val[:n_base], 224), n_base)
+            print(f"\nbaseline  the seed's loop: ResNet50 at 224 px, one crop per forward, fp32, PIL: "
+                  f"{baseline_rate:7.1f} img/s   (1.00x, {n_base} crops)")  # fmt: skip
+            original_loop(network, val[:2], args.input_size)
+            _, own_rate = timed(lambda: original_loop(network, val[:n_base], args.input_size), n_base)
+            print(f"          this model in the same loop, fp32, PIL: {own_rate:7.1f} img/s   "
+                  f"({own_rate / baseline_rate:.2f}x)")  # fmt: skip
+        else:
+            original_loop(network, val[:2], args.input_size)  # warm-up
+            _, baseline_rate = timed(lambda: original_loop(network, val[:n_base], args.input_size), n_base)
+            print(f"\nbaseline  one crop per forward, fp32, PIL: {baseline_rate:7.1f} img/s   (1.00x, {n_base} crops)")
 
         probs: dict[str, np.ndarray] = {}
         for precision in precisions:

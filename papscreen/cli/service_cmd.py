@@ -32,8 +32,9 @@ from papscreen.db.database import Database
 from papscreen.flows.deployments import serve_all
 from papscreen.flows.intake import intake_flow
 from papscreen.flows.rescore import rescore_flow
+from papscreen.tasks.registry import register_shipped_models
 
-__all__ = ["PrefectServer", "app", "local_prefect_server", "prepare_database", "run_service"]
+__all__ = ["PrefectServer", "app", "install_default_models", "local_prefect_server", "prepare_database", "run_service"]
 
 app = typer.Typer()
 
@@ -49,6 +50,16 @@ def prepare_database(settings: Settings) -> str:
         return f"{database!r}: schema {before or 'empty'} -> {migrate.current_revision(database)}"
     finally:
         database.dispose()
+
+
+def install_default_models(settings: Settings) -> str:
+    """Register papscreen's shipped models as champions of the stages that have none; a line saying what."""
+    database = Database(settings.database_url)
+    try:
+        outcome = register_shipped_models(database, settings.models_dir)  # type: ignore[arg-type]
+    finally:
+        database.dispose()
+    return "; ".join(f"{stage.value}: {line}" for stage, line in outcome.items())
 
 
 def _config_arg(ctx: typer.Context) -> str | None:
@@ -199,6 +210,7 @@ def run_service(
     """
     settings.ensure_folders()
     console.print(prepare_database(settings))
+    console.print(f"models: {install_default_models(settings)}")
     with _stop_on_sigterm(), ExitStack() as stack:
         if server is None:
             server = stack.enter_context(local_prefect_server(settings))

@@ -7,21 +7,43 @@ It trains what ``benchmarks/real_accuracy.py`` cross-validates, on all the annot
 from __future__ import annotations
 
 import dataclasses
+import json
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from papscreen.cli.common import console, err_console, fail_cleanly, optional_database, settings_from
 from papscreen.cli.models_cmd import announce_saved_model
 from papscreen.cli.train_cmd import Stage2Augment
+from papscreen.errors import PapscreenError
 from papscreen.models.checkpoints import model_folder_name
 from papscreen.models.device import describe_machine, resolve_device
 from papscreen.models.real_cv import FieldRecipe, Stage1Recipe, Stage2Recipe
 from papscreen.models.real_recipe import train_real_models
+from papscreen.models.shipped import write_shipped_models
 
 __all__ = ["train_real"]
+
+
+def _cross_validation(path: Path | None) -> dict[str, Any] | None:
+    """The summary and recipe of a cross-validation run (``results.json`` of benchmarks/real_accuracy.py)."""
+    if path is None:
+        return None
+    try:
+        results = json.loads(path.read_text())
+        summary = results["summary"]
+        return {
+            "summary": summary,
+            "recipe": results.get("recipes"),
+            "machine": results.get("machine"),
+            "source": path.name,
+        }
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PapscreenError(f"{path}: not a results.json of benchmarks/real_accuracy.py ({e})") from e
+
 
 RECIPE_STAGE1 = Stage1Recipe(
     snap_radius_px=15.0,
@@ -54,6 +76,14 @@ def train_real(
     seed: Annotated[int, typer.Option("--seed", help="Seeds the split, initialisation and augmentation.")] = 0,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     register: Annotated[bool, typer.Option("--register/--no-register", help="Register both as candidates.")] = True,
+    ship: Annotated[
+        Path | None,
+        typer.Option("--ship", help="Also pack both as papscreen's shipped models into this folder (maintainers)."),
+    ] = None,
+    cv_results: Annotated[
+        Path | None,
+        typer.Option("--cv-results", help="results.json of the recipe's cross-validation, put on shipped cards."),
+    ] = None,
 ) -> None:
     """Train both stages on real annotated fields with the documented recipe, and set the field verdict.
 
@@ -82,6 +112,14 @@ def train_real(
         folder2 = settings.models_dir / model_folder_name("stage2", stage2.architecture)
         card2 = models.stage2.save(folder2)
         announce_saved_model(database, folder2, card2, actor="papscreen train real")
+        if ship is not None:
+            shipped = write_shipped_models(
+                {"stage1": folder1, "stage2": folder2},
+                ship,
+                version=datetime.now(UTC).strftime("%Y.%m.%d"),
+                cross_validation=_cross_validation(cv_results),
+            )
+            console.print(f"shipped models written to {ship}: {', '.join(c.name for c in shipped.values())}")
         point = models.operating_point
         console.print(
             f"field verdict: top {models.scorer.top_k} cells, threshold {point.threshold:.3f}: sensitivity "

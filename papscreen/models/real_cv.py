@@ -20,6 +20,7 @@ described by data and can be written beside its figures.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -251,14 +252,10 @@ def train_classifier(
         extra = tuple(Sample(Path(p), nilm, "NILM") for p in (negatives or {}).get(split, ()))
         return tuple(Sample(crops[i], BETHESDA_CLASSES.index(labels[i]), labels[i]) for i in ids) + extra
 
-    root = Path(crops[0]).parent.parent if crops else Path(".")
-    index = DatasetIndex(
-        "DB_4",
-        root,
-        BETHESDA_CLASSES,
-        "named",
-        {"train": samples(train, "train"), "validation": samples(validation, "validation")},
-    )
+    splits = {"train": samples(train, "train"), "validation": samples(validation, "validation")}
+    files = [str(s.path.parent) for split in splits.values() for s in split]
+    root = Path(os.path.commonpath(files)) if files else Path(".")  # the fingerprint names files under it
+    index = DatasetIndex("DB_4", root, BETHESDA_CLASSES, "named", splits)
     return train_stage2(
         index,
         architecture=recipe.architecture,

@@ -79,9 +79,19 @@ def train_real_models(
     log(f"field verdict: threshold {point.threshold:.3f} (sensitivity {point.sensitivity:.2f}, specificity "
         f"{point.specificity:.2f} on {point.fields} validation fields)")  # fmt: skip
     recipe = {"stage1": dataclasses.asdict(stage1), "stage2": dataclasses.asdict(stage2), "seed": seed}
+    data = {
+        "path": str(data_dir),
+        "source_fingerprint": plan.source_fingerprint,
+        "fields": len(cells.fields),
+        "cells": len(train_ids) + len(val_ids),
+        "validation_fields": sorted(val_groups),
+    }
     scored = classifier.classifier.with_card(
         field_scorer=scorer.to_dict() | {**dataclasses.asdict(point), "min_sensitivity": verdict.min_sensitivity},
-        training={**classifier.classifier.card.training, "recipe": recipe, "data": str(data_dir)},
+        training={**classifier.classifier.card.training, "recipe": recipe, "data": data, "data_provenance": "real"},
+    )
+    detector = dataclasses.replace(
+        detector, training={**detector.training, "recipe": recipe, "data": data, "data_provenance": "real"}
     )
     return RealModels(
         stage1=detector,

@@ -1,4 +1,8 @@
-"""Registering a saved model folder in the registry: shared by ``papscreen train`` and nightly retraining."""
+"""Registering a saved model folder in the registry.
+
+Shared by ``papscreen train``, nightly retraining, and the shipped models that ``papscreen up`` and
+``papscreen demo`` install where a stage has no champion.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import ModelStage, ModelVersion
 from papscreen.models.card import ModelCard
-from papscreen.models.checkpoints import resolve_card_path
+from papscreen.models.checkpoints import load_weights, resolve_card_path
+from papscreen.models.shipped import copy_shipped_model
 
-__all__ = ["register_saved_model"]
+__all__ = ["SHIPPED_ACTOR", "register_saved_model", "register_shipped_models"]
+
+SHIPPED_ACTOR = "papscreen (shipped model)"
 
 
 def register_saved_model(
@@ -40,3 +47,23 @@ def register_saved_model(
             actor=actor,
             auto_champion=auto_champion,
         )
+
+
+def register_shipped_models(database: Database, models_dir: Path) -> dict[ModelStage, str]:
+    """Make papscreen's shipped model the champion of each stage that has none; say what happened per stage.
+
+    The shipped folder is copied into ``models_dir`` first (the registry keeps a folder path). A stage that has a
+    champion keeps it: a lab's own or earlier model is never replaced here.
+    """
+    outcome: dict[ModelStage, str] = {}
+    for stage in ModelStage:
+        with database.session() as session:
+            champion = queries.get_champion(session, stage)
+            if champion is not None:
+                outcome[stage] = f"champion {champion.name} kept"
+                continue
+        folder = copy_shipped_model(stage.value, models_dir)  # type: ignore[arg-type]
+        _, card = load_weights(folder, stage=stage.value)  # type: ignore[arg-type]
+        version = register_saved_model(database, folder, card, actor=SHIPPED_ACTOR)
+        outcome[stage] = f"shipped {card.name} is champion (model {version.id})"
+    return outcome

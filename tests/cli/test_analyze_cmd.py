@@ -13,8 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from papscreen.cli import app
+from papscreen.datasets.demo_fields import demo_field_paths
 from papscreen.datasets.synthetic import render_field
 from papscreen.imaging.image_io import write_rgb
+from papscreen.models.shipped import shipped_card
 from papscreen.pipeline.export import EXPORT_FILES
 from tests.bad_files import png_declaring
 
@@ -124,3 +126,22 @@ def test_bad_scans_fail_with_one_clear_line(
     assert scan.name in result.output
     assert any(word.lower() in result.output.lower() for word in message.split("|")), result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_with_no_champion_and_no_database_the_shipped_models_grade_a_real_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh installation: `papscreen analyze SCAN --out DIR` works with papscreen's shipped CRIC models."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("PAPSCREEN_HOME", str(home))
+    monkeypatch.delenv("PAPSCREEN_DATABASE_URL", raising=False)
+    scan = demo_field_paths()[0]
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(scan), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "there is no database yet" in result.output
+    assert f"shipped stage1 model {shipped_card('stage1').name}" in result.output
+    assert f"shipped stage2 model {shipped_card('stage2').name}" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["models"] == {"stage1": shipped_card("stage1").name, "stage2": shipped_card("stage2").name}
+    assert not (home / "papscreen.db").exists()  # looking for a champion created no database

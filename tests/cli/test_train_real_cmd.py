@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from papscreen.cli import app
-from papscreen.models.checkpoints import CARD_NAME
+from papscreen.models.checkpoints import CARD_NAME, load_weights
 from papscreen.models.field_score import FieldScorer
 from papscreen.models.stage1 import Stage1Detector
 from tests.models.cric_like import cric_like
@@ -22,7 +23,13 @@ def test_train_real_saves_both_stages_with_the_recipe_and_the_field_scorer(
     data = cric_like(tmp_path / "data", n_fields=14)
     monkeypatch.setenv("PAPSCREEN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PAPSCREEN_MODELS_DIR", str(tmp_path / "models"))
-    result = CliRunner().invoke(app, ["train", "real", str(data), "--epochs", "1", "--no-register"])
+    cv = tmp_path / "results.json"
+    cv.write_text(json.dumps({"summary": {"stage2_macro_f1": {"mean": 0.5}}, "recipes": {}, "machine": "here"}))
+    ship = tmp_path / "shipped"
+    result = CliRunner().invoke(
+        app,
+        ["train", "real", str(data), "--epochs", "1", "--no-register", "--ship", str(ship), "--cv-results", str(cv)],
+    )
     assert result.exit_code == 0, result.output
     assert "field verdict" in result.output
     (stage1,) = sorted((tmp_path / "models").glob("stage1-*"))
@@ -35,3 +42,16 @@ def test_train_real_saves_both_stages_with_the_recipe_and_the_field_scorer(
     assert scorer.top_k == 5
     assert card["field_scorer"]["sensitivity"] >= 0.95
     assert card["training"]["recipe"]["stage1"]["snap_radius_px"] == 15.0
+
+    assert card["training"]["data_provenance"] == "real"
+    assert card["training"]["data"]["fields"] == 14
+    assert card["training"]["data"]["validation_fields"]
+
+    # --ship: both packed as shipped models, float16, with the cross-validation on their cards
+    for stage, trained in (("stage1", stage1), ("stage2", stage2)):
+        state, shipped = load_weights(ship / stage, stage=stage)  # type: ignore[arg-type]
+        assert shipped.name.startswith(f"cric-{stage}-")
+        assert shipped.metrics["cross_validation"]["summary"] == {"stage2_macro_f1": {"mean": 0.5}}
+        assert shipped.training["data_provenance"] == "real"
+        assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
+        assert (ship / stage / "model.safetensors").stat().st_size < (trained / "model.safetensors").stat().st_size
