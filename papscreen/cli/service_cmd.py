@@ -29,6 +29,7 @@ from papscreen.config import Settings
 from papscreen.dashboard.launch import start_dashboard, stop_process
 from papscreen.db import migrate
 from papscreen.db.database import Database
+from papscreen.errors import CheckpointError
 from papscreen.flows.deployments import serve_all
 from papscreen.flows.intake import intake_flow
 from papscreen.flows.rescore import rescore_flow
@@ -57,6 +58,8 @@ def install_default_models(settings: Settings) -> str:
     database = Database(settings.database_url)
     try:
         outcome = register_shipped_models(database, settings.models_dir)  # type: ignore[arg-type]
+    except CheckpointError as e:  # a trimmed installation: the service still runs, slides wait for champions
+        return f"shipped models not installed ({e}); slides wait until both stages have a champion"
     finally:
         database.dispose()
     return "; ".join(f"{stage.value}: {line}" for stage, line in outcome.items())

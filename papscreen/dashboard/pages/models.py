@@ -34,6 +34,7 @@ __all__ = [
     "KEY_METRICS",
     "compare_versions",
     "confusion_frame",
+    "cross_validation_frame",
     "flatten_metrics",
     "key_metrics",
     "load_registry",
@@ -192,6 +193,50 @@ def per_class_frame(metrics: Mapping[str, Any]) -> pd.DataFrame | None:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("class")
 
 
+CROSS_VALIDATION_FIGURES = {
+    "stage1_recall_all": "stage 1: annotated nuclei found (within 15 px)",
+    "stage1_recall_HSIL": "stage 1: HSIL (with ASC-H) nuclei found",
+    "stage1_detections_per_field": "stage 1: detections per field",
+    "stage2_macro_f1": "stage 2: macro-F1",
+    "stage2_sensitivity_HSIL": "stage 2: HSIL sensitivity",
+    "stage2_sensitivity_SCC": "stage 2: SCC sensitivity",
+    "stage2_lsil_plus_auc": "stage 2: LSIL-or-worse vs NILM AUC",
+    "stage2_ece": "stage 2: ECE (calibration error)",
+    "e2e_macro_f1": "end to end: macro-F1",
+    "field_sensitivity": "field verdict: LSIL+ sensitivity",
+    "field_specificity": "field verdict: specificity",
+}
+"""The cross-validated figures a model card may carry (``metrics.cross_validation.summary``), in the order shown."""
+
+
+def cross_validation_frame(metrics: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The recipe's cross-validated figures on real fields (mean and 95% interval), or ``None`` when not saved.
+
+    Examples:
+        >>> cv = {"summary": {"stage2_macro_f1": {"mean": 0.47, "low": 0.40, "high": 0.53, "n": 5}}}
+        >>> cross_validation_frame({"cross_validation": cv}).to_dict("records")
+        [{'figure': 'stage 2: macro-F1', 'mean': 0.47, '95% CI low': 0.4, '95% CI high': 0.53, 'folds': 5}]
+        >>> cross_validation_frame({"macro_f1": 0.9}) is None
+        True
+    """
+    cv = metrics.get("cross_validation")
+    summary = cv.get("summary") if isinstance(cv, Mapping) else None
+    if not isinstance(summary, Mapping):
+        return None
+    rows = [
+        {
+            "figure": label,
+            "mean": _number(summary[key].get("mean")),
+            "95% CI low": _number(summary[key].get("low")),
+            "95% CI high": _number(summary[key].get("high")),
+            "folds": summary[key].get("n"),
+        }
+        for key, label in CROSS_VALIDATION_FIGURES.items()
+        if isinstance(summary.get(key), Mapping)
+    ]
+    return pd.DataFrame(rows) if rows else None
+
+
 def plot_files(folder: str | Path) -> list[tuple[str, Path]]:
     """The evaluation PNGs present in a model folder, as (caption, path), in a fixed order.
 
@@ -277,6 +322,13 @@ def _evaluation(version: ModelVersionView, runs: tuple[TrainingRunView, ...]) ->
             columns[i % 2].image(str(path), caption=caption)
     else:
         st.caption(f"No evaluation plots in {version.file_path}.")
+    cross_validated = cross_validation_frame(metrics)
+    if cross_validated is not None:
+        st.markdown(
+            "**Cross-validated on real fields** (the recipe that trained this model, whole fields held out; "
+            "docs/experiments.md). The figures above are on this model's own validation split."
+        )
+        st.dataframe(cross_validated, hide_index=True)
     run = next((r for r in runs if r.model_version_id == version.id and r.history), None)
     curves = training_curves(run.history) if run is not None else None
     if curves is not None:
