@@ -7,7 +7,9 @@ Only one lab's images are at hand (CRIC), so a shift to another lab's stain, cam
 the model's own validation fields (named on its stage-2 card by ``papscreen train real``; never trained on):
 each field is altered as a whole, then both stages run on it as they would on a lab's scan. Per alteration it
 prints stage-1 recall of the annotated nuclei (within 15 px, scaled with the field) and detections per field,
-and stage 2 on the annotated nuclei: accuracy, macro-F1, LSIL-or-worse against NILM AUC. Run it on two models
+and stage 2 on the annotated nuclei: accuracy, macro-F1, LSIL-or-worse against NILM AUC; then the field verdict
+over all detections: the share of detections called LSIL or worse, and the field scorer's (from the card) AUC,
+sensitivity and specificity over the fields (a field is abnormal when any annotated nucleus is). Run it on two models
 trained on the same split with different augmentation (``papscreen train real --augment full`` and ``robust``)
 to see what the augmentation buys on each shift.
 
@@ -36,6 +38,7 @@ from papscreen.imaging.crops import cut_crops
 from papscreen.imaging.image_io import read_rgb
 from papscreen.models.device import describe_machine
 from papscreen.models.evaluation import detection_recall
+from papscreen.models.field_score import FieldScorer, field_scores
 from papscreen.models.stage1 import Stage1Detector
 from papscreen.models.stage2 import Stage2Classifier
 
@@ -100,25 +103,42 @@ def main() -> int:
     print(f"machine: {describe_machine()}")
     print(f"models: {args.stage1}, {classifier.card.name}; {len(fields)} validation fields, "
           f"{sum(len(by_field[f]) for f in fields)} annotated nuclei")  # fmt: skip
-    header = f"{'alteration':32} {'recall':>7} {'det/field':>9} {'accuracy':>8} {'macro-F1':>8} {'LSIL+ AUC':>9}"
+    card_scorer = classifier.card.field_scorer
+    scorer = FieldScorer.from_dict(card_scorer) if card_scorer else FieldScorer(5, 0.5)
+    header = (
+        f"{'alteration':32} {'recall':>7} {'det/field':>9} {'accuracy':>8} {'macro-F1':>8} {'LSIL+ AUC':>9} "
+        f"{'LSIL+ calls':>11} {'field AUC':>9} {'field sens':>10} {'field spec':>10}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
+    abnormal_field = np.array([any(c.label != "NILM" for c in by_field[f]) for f in fields])
+    print(f"{abnormal_field.sum()} abnormal and {(~abnormal_field).sum()} normal fields; verdict: top {scorer.top_k}, "
+          f"threshold {scorer.threshold:.3f}")  # fmt: skip
     started = time.perf_counter()
     for name, (alter, scale) in ALTERATIONS.items():
         found = points = detections = 0
-        truth, probs = [], []
+        truth, probs, suspicion, calls = [], [], [], 0
         for group in fields:
             rgb = alter(read_rgb(cells.fields[group]))
             xy = np.array([(c.x, c.y) for c in by_field[group]], np.float64) * scale
-            match = detection_recall(detector.detect(rgb).xy, xy, args.radius * scale)
+            found_xy = detector.detect(rgb).xy
+            every = classifier.predict_proba(cut_crops(rgb, found_xy, classifier.crop_size), batch_size=128)
+            suspicion.append(1.0 - every[:, 0])
+            calls += int((every.argmax(1) > 0).sum())
+            match = detection_recall(found_xy, xy, args.radius * scale)
             found, points, detections = found + match.found, points + match.points, detections + match.detections
             # stage 2 sees the crop a field of this scale gives (its card's crop size, in the altered field's px)
             probs.append(classifier.predict_proba(cut_crops(rgb, xy, classifier.crop_size), batch_size=128))
             truth.extend(BETHESDA_CLASSES.index(four_class(c.label)) for c in by_field[group])
         p, t = np.concatenate(probs), np.array(truth)
         auc = roc_auc_score(t > 0, 1 - p[:, 0]) if 0 < (t > 0).sum() < len(t) else float("nan")
+        scores = field_scores(suspicion, scorer.top_k)
+        flagged = scores >= scorer.threshold
+        field_auc = roc_auc_score(abnormal_field, scores) if 0 < abnormal_field.sum() < len(fields) else float("nan")
         print(
             f"{name:32} {found / points:7.3f} {detections / len(fields):9.0f} {(p.argmax(1) == t).mean():8.3f} "
-            f"{f1_score(t, p.argmax(1), average='macro', labels=range(4)):8.3f} {auc:9.3f}",
+            f"{f1_score(t, p.argmax(1), average='macro', labels=range(4)):8.3f} {auc:9.3f} "
+            f"{calls / max(detections, 1):11.3f} {field_auc:9.3f} {flagged[abnormal_field].mean():10.3f} "
+            f"{(~flagged[~abnormal_field]).mean():10.3f}",
             flush=True,
         )
     print(f"\n{time.perf_counter() - started:.0f} s")

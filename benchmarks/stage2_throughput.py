@@ -231,10 +231,9 @@ def main() -> int:
         print("bf16: this CPU has no native bf16 (AVX-512 BF16/AMX); emulated bf16 is slower than fp32; skipped")
         precisions.remove("bf16")
     print(f"machine: {describe_machine()}")
-    print(
-        f"model: {args.architecture}, input {args.input_size} px from {args.crop_size} px PNG crops; "
-        f"batch {args.batch_size}, {args.workers} decoding threads"
-    )
+    if args.model is None:
+        print(f"model: {args.architecture}, input {args.input_size} px from {args.crop_size} px PNG crops")
+    print(f"batch {args.batch_size}, {args.workers} decoding threads")
     total_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="papscreen-stage2-bench-") as tmp:
         if args.cric is not None and args.model is not None:

@@ -20,7 +20,7 @@ from papscreen.cli.models_cmd import announce_saved_model
 from papscreen.cli.train_cmd import Stage2Augment
 from papscreen.errors import PapscreenError
 from papscreen.models.checkpoints import model_folder_name
-from papscreen.models.device import describe_machine, resolve_device
+from papscreen.models.device import bf16_supported, describe_machine, resolve_device
 from papscreen.models.real_cv import FieldRecipe, Stage1Recipe, Stage2Recipe
 from papscreen.models.real_recipe import train_real_models
 from papscreen.models.shipped import write_shipped_models
@@ -55,8 +55,12 @@ RECIPE_STAGE1 = Stage1Recipe(
 )
 """Stage 1 of the recipe: cnn20plus at 1/3 scale, snapped to the nucleus, colour proposals of 12 px and more."""
 
-RECIPE_STAGE2 = Stage2Recipe(architecture="resnet18_half", input_size=64, crop_size=96, epochs=25, bf16=True)
-"""Stage 2 of the recipe: half-width ResNet18 from scratch, 96 px crops at 64 px, full augmentation."""
+RECIPE_STAGE2 = Stage2Recipe(
+    architecture="resnet18_half", input_size=64, crop_size=96, epochs=25, augment="robust", bf16=True
+)
+"""Stage 2 of the recipe: half-width ResNet18 from scratch, 96 px crops at 64 px, robust augmentation (stain, grayscale,
+scale, defocus, JPEG: docs/experiments.md, "Robustness to another lab's look"); bf16 autocast
+where the hardware runs it natively (a GPU, a CPU with AVX-512 BF16 or AMX), fp32 elsewhere."""
 
 
 def train_real(
@@ -65,7 +69,13 @@ def train_real(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Stage-2 epochs at most.")] = RECIPE_STAGE2.epochs,
     augment: Annotated[
         Stage2Augment, typer.Option("--augment", help="Stage-2 augmentation; robust: wider, with JPEG and grayscale.")
-    ] = Stage2Augment.full,
+    ] = Stage2Augment.robust,
+    hard_negatives: Annotated[
+        int,
+        typer.Option(
+            "--hard-negatives", min=0, help="Stage-1 detections per field far from every annotated nucleus, as NILM."
+        ),
+    ] = RECIPE_STAGE2.hard_negatives_per_field,
     field_sensitivity: Annotated[
         float,
         typer.Option("--field-sensitivity", min=0.5, max=1.0, help="Share of abnormal validation fields flagged."),
@@ -94,7 +104,10 @@ def train_real(
         database = stack.enter_context(optional_database(ctx, register))
         torch_device = resolve_device(device or settings.device)
         err_console.print(f"training the real-data recipe on {data_dir} ({describe_machine(torch_device)})")
-        stage2 = dataclasses.replace(RECIPE_STAGE2, epochs=epochs, augment=augment.value)
+        bf16 = RECIPE_STAGE2.bf16 and bf16_supported(torch_device)  # emulated bf16 is slower than fp32
+        stage2 = dataclasses.replace(
+            RECIPE_STAGE2, epochs=epochs, augment=augment.value, bf16=bf16, hard_negatives_per_field=hard_negatives
+        )
         models = train_real_models(
             data_dir,
             work or settings.home / "work" / "train-real",

@@ -94,7 +94,8 @@ def load_model_pair(
     stage1 = Stage1Detector.from_checkpoint(stage1_path, torch_device)
     stage2 = Stage2Classifier.from_checkpoint(stage2_path, torch_device, precision=chosen)
     names = {
-        "stage1": Path(stage1_path).name if Path(stage1_path).is_dir() else str(stage1_path),
+        "stage1": read_card(resolve_card_path(Path(stage1_path))).name
+        or (Path(stage1_path).name if Path(stage1_path).is_dir() else str(stage1_path)),
         "stage2": stage2.card.name or (Path(stage2_path).name if Path(stage2_path).is_dir() else str(stage2_path)),
     }
     return ModelPair(stage1, stage2, names)
