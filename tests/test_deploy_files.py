@@ -123,7 +123,7 @@ def test_start_order(compose: dict[str, Any]) -> None:
 
 def test_one_shots(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert _command(services["migrate"]) == "papscreen db upgrade"
+    assert _command(services["migrate"]) == "sh -c papscreen db upgrade && papscreen models install-shipped"
     deploy = _command(services["deploy"])
     assert "prefect work-pool create papscreen --type process" in deploy
     assert "prefect gcl create gpu --limit 1" in deploy

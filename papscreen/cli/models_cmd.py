@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from papscreen.cli.common import console, err_console, fail_cleanly, open_database
+from papscreen.cli.common import console, err_console, fail_cleanly, open_database, settings_from
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import ModelStage
 from papscreen.models.card import ModelCard
 from papscreen.models.checkpoints import load_weights
-from papscreen.tasks.registry import register_saved_model
+from papscreen.tasks.registry import register_saved_model, register_shipped_models
 
 app = typer.Typer(no_args_is_help=True, help="List, register and promote models.")
 
@@ -95,3 +95,17 @@ def register(
     with open_database(ctx) as database:
         version = register_saved_model(database, folder, card, actor=actor)
     console.print(f"registered model {version.id} ({version.name}, {version.stage.value}) as {version.status.value}")
+
+
+@app.command("install-shipped")
+def install_shipped(ctx: typer.Context) -> None:
+    """Make papscreen's shipped models (trained on real CRIC smears) the champions of stages that have none.
+
+    `papscreen up` and `papscreen demo` do this by themselves; a Compose stack runs it after `db upgrade`. A stage
+    that has a champion keeps it. See docs/models.md.
+    """
+    settings = settings_from(ctx)
+    with fail_cleanly(), open_database(ctx) as database:
+        outcome = register_shipped_models(database, settings.models_dir)  # type: ignore[arg-type]
+    for stage, line in outcome.items():
+        console.print(f"{stage.value}: {line}")

@@ -11,6 +11,7 @@ from papscreen.cli import app
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import ModelStage, ModelStatus
+from papscreen.models.shipped import shipped_card
 from tests.cli.saved_models import saved_stage1
 
 
@@ -72,3 +73,19 @@ def test_commands_refuse_an_unmigrated_database(empty_database_url: str, monkeyp
     result = CliRunner().invoke(app, ["models", "list"])
     assert result.exit_code == 2
     assert "papscreen db upgrade" in result.output
+
+
+def test_install_shipped_makes_them_champions_once(
+    cli_env: CliRunner, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Compose stack runs after `db upgrade`: a fresh registry gets the shipped models as champions."""
+    monkeypatch.setenv("PAPSCREEN_MODELS_DIR", str(tmp_path / "models"))
+    result = cli_env.invoke(app, ["models", "install-shipped"])
+    assert result.exit_code == 0, result.output
+    for stage in ("stage1", "stage2"):
+        assert f"{stage}: shipped {shipped_card(stage).name} is champion" in result.output  # type: ignore[arg-type]
+    with database.session() as session:
+        assert queries.get_champion(session, ModelStage.STAGE2).name == shipped_card("stage2").name  # type: ignore[union-attr]
+    again = cli_env.invoke(app, ["models", "install-shipped"])
+    assert again.exit_code == 0, again.output
+    assert f"stage1: champion {shipped_card('stage1').name} kept" in again.output

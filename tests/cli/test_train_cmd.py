@@ -23,6 +23,7 @@ from papscreen.db.schema import ModelStage, ModelStatus
 from papscreen.imaging.image_io import write_rgb
 from papscreen.models.backbones import build_stage2_network
 from papscreen.models.checkpoints import CARD_NAME, WEIGHTS_NAME
+from papscreen.models.shipped import shipped_card
 from papscreen.models.stage1 import Stage1Detector
 from papscreen.models.stage2 import Stage2Classifier
 
@@ -103,13 +104,16 @@ def test_train_stage1_saves_registers_and_evaluates(
     assert (tmp_path / "ev" / "roc.png").is_file()
 
 
-def test_evaluate_unknown_model_is_a_clear_error(cli: CliRunner, tiny_data: Path) -> None:
+def test_evaluate_unknown_model_is_a_clear_error_and_no_champion_means_the_shipped_model(
+    cli: CliRunner, tiny_data: Path
+) -> None:
     result = cli.invoke(app, ["evaluate", "999", str(tiny_data / "DB_3")])
     assert result.exit_code == 2
     assert "no model with id 999" in result.output
-    result = cli.invoke(app, ["evaluate", "stage2", str(tiny_data / "DB_4")])
-    assert result.exit_code == 2
-    assert "no stage2 champion yet" in result.output
+    result = cli.invoke(app, ["evaluate", "stage2", str(tiny_data / "DB_4")])  # no champion: the shipped model
+    assert result.exit_code == 0, result.output
+    shipped = f"no stage2 champion is registered: using papscreen's shipped stage2 model {shipped_card('stage2').name}"
+    assert shipped in " ".join(result.output.split())
 
 
 def test_train_refuses_an_unmigrated_database_before_training(
