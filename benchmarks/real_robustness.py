@@ -88,6 +88,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stage2", type=Path, required=True, help="stage-2 model folder (its card names its fields)")
     parser.add_argument("--fields", type=int, default=None, help="use only the first N validation fields")
     parser.add_argument("--radius", type=float, default=15.0, help="stage-1 match distance at field scale, px")
+    parser.add_argument("--only", action="append", help="run only this alteration (repeatable), e.g. --only none")
     return parser.parse_args()
 
 
@@ -115,6 +116,8 @@ def main() -> int:
           f"threshold {scorer.threshold:.3f}")  # fmt: skip
     started = time.perf_counter()
     for name, (alter, scale) in ALTERATIONS.items():
+        if args.only and name not in args.only:
+            continue
         found = points = detections = 0
         truth, probs, suspicion, calls = [], [], [], 0
         for group in fields:
