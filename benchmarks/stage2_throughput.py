@@ -54,6 +54,8 @@ from papscreen.datasets.layout import read_dataset
 from papscreen.datasets.real import four_class, read_real_cells, write_cell_crops
 from papscreen.datasets.synthetic import render_cell_crop
 from papscreen.models.backbones import build_stage2_network, split_feature_extractor
+from papscreen.models.card import read_card
+from papscreen.models.checkpoints import resolve_card_path
 from papscreen.models.device import bf16_supported, describe_machine
 from papscreen.models.quantize import activation_bits, float_layers, int8_available, prediction_agreement
 from papscreen.models.stage2 import Stage2Classifier, stage2_card
@@ -237,10 +239,15 @@ def main() -> int:
     total_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="papscreen-stage2-bench-") as tmp:
         if args.cric is not None and args.model is not None:
-            training = Stage2Classifier.from_checkpoint(args.model).card.training
-            crop = Stage2Classifier.from_checkpoint(args.model).crop_size
+            model_card = read_card(resolve_card_path(args.model), stage="stage2")
             train, val, val_labels = cric_crops(
-                args.cric, training, crop, Path(tmp) / "cric", args.calibration_crops, args.val_crops, args.seed
+                args.cric,
+                model_card.training,
+                model_card.crop_size,  # type: ignore[arg-type]  # a stage-2 card has one
+                Path(tmp) / "cric",
+                args.calibration_crops,
+                args.val_crops,
+                args.seed,
             )
         elif args.data is not None:
             train, val, val_labels = dataset_crops(args.data, args.train_crops, args.val_crops, args.seed)

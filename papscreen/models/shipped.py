@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from papscreen.errors import CheckpointError
-from papscreen.models.card import ModelCard, Stage
-from papscreen.models.checkpoints import CARD_NAME, load_weights, save_model
+from papscreen.models.card import ModelCard, Stage, read_card
+from papscreen.models.checkpoints import CARD_NAME, load_weights, resolve_card_path, save_model
 
 __all__ = [
     "SHIPPED_ROOT",
@@ -59,8 +59,8 @@ def shipped_models_available() -> bool:
 
 
 def shipped_card(stage: Stage) -> ModelCard:
-    """The card of a shipped model (checked against its weights)."""
-    return load_weights(shipped_model_folder(stage), stage=stage)[1]
+    """The card of a shipped model (read only: loading the model checks its weights against it)."""
+    return read_card(shipped_model_folder(stage) / CARD_NAME, stage=stage)
 
 
 def copy_shipped_model(stage: Stage, models_dir: Path) -> Path:
@@ -114,7 +114,7 @@ def write_shipped_models(
     for stage, source in trained.items():
         staging = root / f".{stage}.new"
         shutil.rmtree(staging, ignore_errors=True)
-        metrics = dict(load_weights(source)[1].metrics)
+        metrics = dict(read_card(resolve_card_path(source)).metrics)
         if cross_validation is not None:
             metrics["cross_validation"] = cross_validation
         cards[stage] = pack_for_shipping(source, staging, name=f"cric-{stage}-{version}", metrics=metrics)

@@ -12,8 +12,8 @@ from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import ModelStage, ModelVersion
 from papscreen.models.card import ModelCard
-from papscreen.models.checkpoints import load_weights, resolve_card_path
-from papscreen.models.shipped import copy_shipped_model
+from papscreen.models.checkpoints import resolve_card_path
+from papscreen.models.shipped import copy_shipped_model, shipped_card
 
 __all__ = ["SHIPPED_ACTOR", "register_saved_model", "register_shipped_models"]
 
@@ -63,7 +63,7 @@ def register_shipped_models(database: Database, models_dir: Path) -> dict[ModelS
                 outcome[stage] = f"champion {champion.name} kept"
                 continue
         folder = copy_shipped_model(stage.value, models_dir)  # type: ignore[arg-type]
-        _, card = load_weights(folder, stage=stage.value)  # type: ignore[arg-type]
+        card = shipped_card(stage.value)  # type: ignore[arg-type]  # the copy was checked against it
         version = register_saved_model(database, folder, card, actor=SHIPPED_ACTOR)
         outcome[stage] = f"shipped {card.name} is champion (model {version.id})"
     return outcome
