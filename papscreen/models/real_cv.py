@@ -59,6 +59,7 @@ __all__ = [
     "Stage2Recipe",
     "analyse_field",
     "choose_scorer",
+    "detection_call_figures",
     "field_cell_ids",
     "field_folds",
     "field_operating_point",
@@ -545,6 +546,7 @@ def _measure(
     figures |= cell_figures(truth, probs, "stage2_") | six_label_figures(six, probs) | cell_figures(truth, e2e, "e2e_")
 
     field_truth = np.array([any(c.label != "NILM" for c in by_field[g]) for g in analyses])
+    figures |= detection_call_figures(analyses, {g: _points(cells, g) for g in analyses}, field_truth, radius)
     scores = field_scores([_abnormal(a.probs) for a in analyses.values()], scorer.top_k)
     flagged = scores >= scorer.threshold
     figures["field_sensitivity"] = float(flagged[field_truth].mean()) if field_truth.any() else None
@@ -564,6 +566,35 @@ def _measure(
         recall_curve=_recall_curve(analyses, cells, radius),
         seconds=seconds,
     )
+
+
+def detection_call_figures(
+    analyses: Mapping[str, FieldAnalysis], truth_xy: Mapping[str, np.ndarray], field_truth: np.ndarray, radius: float
+) -> dict[str, float | None]:
+    """Share of detections called LSIL or worse: all, those far from every annotated nucleus, those of normal fields.
+
+    The field verdict's specificity rests on these: stage 2 grades every detection, not only annotated nuclei.
+    """
+    called = {g: a.probs.argmax(1) > 0 if len(a.probs) else np.zeros(0, bool) for g, a in analyses.items()}
+    far = {g: _far_from(a.xy, truth_xy[g], radius) for g, a in analyses.items()}
+    normal = [g for g, positive in zip(analyses, field_truth, strict=True) if not positive]
+
+    def share(parts: list[np.ndarray]) -> float | None:
+        pooled = np.concatenate(parts) if parts else np.zeros(0, bool)
+        return float(pooled.mean()) if len(pooled) else None
+
+    return {
+        "detections_called_lsil_plus": share(list(called.values())),
+        "unannotated_detections_called_lsil_plus": share([called[g][far[g]] for g in analyses]),
+        "normal_field_detections_called_lsil_plus": share([called[g] for g in normal]),
+    }
+
+
+def _far_from(xy: np.ndarray, truth_xy: np.ndarray, radius: float) -> np.ndarray:
+    if len(xy) == 0 or len(truth_xy) == 0:
+        return np.ones(len(xy), bool)
+    distances, _ = cKDTree(truth_xy).query(xy, k=1)
+    return distances > radius
 
 
 def summarise(results: Sequence[FoldResult]) -> dict[str, dict[str, float | int]]:

@@ -64,7 +64,7 @@ def test_fold_reports_every_figure_of_the_measuring_stick(fold_run: dict[str, An
     figures = fold_run["result"].figures
     for key in ("stage1_recall_all", "stage1_recall_HSIL", "stage1_detections_per_field", "stage2_macro_f1",
                 "stage2_sensitivity_SCC", "stage2_lsil_plus_auc", "stage2_ece", "six_ASC-H_called_hsil_plus",
-                "e2e_macro_f1", "field_sensitivity", "field_threshold"):  # fmt: skip
+                "e2e_macro_f1", "detections_called_lsil_plus", "field_sensitivity", "field_threshold"):  # fmt: skip
         assert key in figures
     assert 0.0 <= figures["stage1_recall_all"] <= 1.0
     assert (
@@ -90,3 +90,24 @@ def test_end_to_end_counts_a_missed_nucleus_as_nilm() -> None:
     )
     probs = real_cv.end_to_end_probs(analysis, np.array([[12.0, 11.0], [90.0, 90.0]]), radius=15)
     assert probs.argmax(axis=1).tolist() == [2, 0]
+
+
+def test_detection_calls_split_annotated_unannotated_and_normal_fields() -> None:
+    lsil, nilm = [0.1, 0.8, 0.05, 0.05], [0.9, 0.05, 0.03, 0.02]
+    abnormal_field = real_cv.FieldAnalysis(
+        xy=np.array([[10.0, 10.0], [100.0, 100.0]]), scores=np.ones(2), probs=np.array([lsil, lsil], np.float32)
+    )
+    normal_field = real_cv.FieldAnalysis(
+        xy=np.array([[10.0, 10.0], [50.0, 50.0], [80.0, 80.0], [120.0, 120.0]]),
+        scores=np.ones(4),
+        probs=np.array([nilm, lsil, nilm, nilm], np.float32),
+    )
+    figures = real_cv.detection_call_figures(
+        {"a": abnormal_field, "n": normal_field},
+        {"a": np.array([[12.0, 10.0]]), "n": np.array([[10.0, 10.0]])},
+        field_truth=np.array([True, False]),
+        radius=15,
+    )
+    assert figures["detections_called_lsil_plus"] == 3 / 6
+    assert figures["unannotated_detections_called_lsil_plus"] == 2 / 4  # (100,100) and (50,50) of four far ones
+    assert figures["normal_field_detections_called_lsil_plus"] == 1 / 4
