@@ -21,12 +21,12 @@ from papscreen.db.database import Database
 from papscreen.db.schema import ModelStage, utcnow
 from papscreen.flows.analyze import analyze_slide_flow
 from papscreen.flows.limits import ensure_compute_limit
-from papscreen.intake import scan_intake
-from papscreen.tasks.intake import ingest_task, recover_task
+from papscreen.intake import Arrival, scan_intake
+from papscreen.tasks.intake import IngestOutcome, ingest_task, recover_task
 from papscreen.tasks.retry import retry_options
 from papscreen.tasks.runtime import open_run
 
-__all__ = ["dispatch_analyses", "intake_flow", "queued_slides_task"]
+__all__ = ["dispatch_analyses", "ingest_one", "intake_flow", "queued_slides_task"]
 
 
 @task(name="queued slides", cache_policy=NO_CACHE)
@@ -67,6 +67,21 @@ def dispatch_analyses(
     return [analyze_slide_flow(slide_id=i, slide_name=name, config=config) for i, name in slides]
 
 
+def ingest_one(arrival: Arrival, settings: Settings, database: Database, retrying: dict[str, Any]) -> IngestOutcome:
+    """One file's ingest task; if it still fails after its retries, that file waits and the pass goes on."""
+    state = ingest_task.with_options(**retrying)(arrival, settings, database, return_state=True)
+    if state.is_completed():
+        return state.result()
+    try:
+        state.result()
+    except Exception as e:  # noqa: BLE001 - the failed task's own exception, re-raised by Prefect to read it
+        detail = f"{type(e).__name__}: {e}"
+    else:
+        detail = state.message or state.name
+    get_run_logger().warning("%s left in the intake for the next pass: %s", arrival.name, detail)
+    return IngestOutcome(arrival.name, "retry", detail=f"{detail[:500]}; left in place for the next pass")
+
+
 @flow(name="intake", log_prints=True)
 def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str | None = None) -> dict[str, Any]:
     """One pass: recover, ingest every settled file, start the analyses of queued slides.
@@ -91,7 +106,7 @@ def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str |
         recovered = recover_task.with_options(**retrying)(settings, database)
         scan = scan_intake(settings.intake_dir, settings.intake)  # type: ignore[arg-type]
         outcomes = [
-            ingest_task.with_options(**retrying)(arrival, settings, database)
+            ingest_one(arrival, settings, database, retrying)
             for arrival in scan.ready[: settings.orchestration.intake_batch]
         ]
         counts = Counter(o.status for o in outcomes)

@@ -7,7 +7,7 @@ overwriting anything, at the deterministic place :func:`destination` names; :fun
 beside a quarantined file. No database and no Prefect here: the flows compose these functions.
 """
 
-from papscreen.intake.discover import Arrival, Scan, scan_intake
+from papscreen.intake.discover import Arrival, Scan, printable, scan_intake
 from papscreen.intake.files import destination, move_file, sha256_of, unchanged_since, write_reason
 from papscreen.intake.probe import ScanInfo, probe_scan
 
@@ -17,6 +17,7 @@ __all__ = [
     "ScanInfo",
     "destination",
     "move_file",
+    "printable",
     "probe_scan",
     "scan_intake",
     "sha256_of",

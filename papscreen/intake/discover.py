@@ -23,7 +23,7 @@ from pathlib import Path
 from papscreen.config import IntakeSettings
 from papscreen.errors import ConfigError
 
-__all__ = ["MARKER_SUFFIX", "TEMPORARY_SUFFIXES", "Arrival", "Scan", "scan_intake"]
+__all__ = ["MARKER_SUFFIX", "TEMPORARY_SUFFIXES", "Arrival", "Scan", "printable", "scan_intake"]
 
 MARKER_SUFFIX = ".done"
 """``NAME.done`` beside ``NAME`` says the writer has finished it, whatever its mtime."""
@@ -32,13 +32,29 @@ TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 """Names that copy tools and browsers give a file until it is complete; never scans, whatever the pattern."""
 
 
+def printable(text: str) -> str:
+    r"""``text`` as valid UTF-8: bytes of a file name that are not UTF-8 (kept by Python as surrogates) become U+FFFD.
+
+    A scanner share mounted with another encoding gives such names; the database, JSON sidecars and logs all need
+    text, while the file itself is still reached through its real path.
+
+    Examples:
+        >>> printable(os.fsdecode(b"scan-\xff.png")) == "scan-\ufffd.png"
+        True
+        >>> printable("ward 3/a.png")
+        'ward 3/a.png'
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class Arrival:
     """One file in the intake folder that is ready to be ingested, or that must be refused.
 
     Attributes:
         path: absolute path in the intake folder (the link itself for a symlink; never its target).
-        name: the path relative to the intake folder, POSIX style (``"sub/a.jpg"``); the original name.
+        name: the path relative to the intake folder, POSIX style (``"sub/a.jpg"``); the original name, made
+            :func:`printable` (``path`` keeps the real bytes).
         size: bytes; for a symlink to a file inside the intake folder, its target's size; 0 for other links.
         mtime: modification time (seconds since the epoch), to check later that the file was not rewritten.
         marker: the ``NAME.done`` marker beside it, if there is one.
@@ -143,7 +159,7 @@ def _arrival(root: Path, real_root: Path, path: Path) -> Arrival | None:
         info = path.lstat()
     except FileNotFoundError:
         return None
-    name = path.relative_to(root).as_posix()
+    name = printable(path.relative_to(root).as_posix())
     marker = path.with_name(path.name + MARKER_SUFFIX)
     marker_or_none = marker if os.path.lexists(marker) else None
     if stat.S_ISLNK(info.st_mode):
@@ -157,20 +173,20 @@ def _link_arrival(real_root: Path, path: Path, name: str, info: os.stat_result, 
     target = Path(os.path.realpath(path))  # never raises, even on a link loop
     size, mtime = 0, info.st_mtime
     if not os.path.exists(target):
-        refused = f"broken symlink (its target {target} does not exist): refused"
+        refused = f"broken symlink (its target {printable(str(target))} does not exist): refused"
     elif not target.is_relative_to(real_root):
-        refused = f"symlink to {target}, outside the intake folder: refused"
+        refused = f"symlink to {printable(str(target))}, outside the intake folder: refused"
     else:
         try:
             target_info = target.stat()
         except OSError:
             target_info = None
         if target_info is None or not stat.S_ISREG(target_info.st_mode):
-            refused = f"symlink to {target}, not a regular file: refused"
+            refused = f"symlink to {printable(str(target))}, not a regular file: refused"
         else:
             size, mtime = target_info.st_size, target_info.st_mtime
             refused = (
-                f"symlink to {target.relative_to(real_root).as_posix()}, a file inside the intake folder that is "
-                "ingested on its own: refused"
+                f"symlink to {printable(target.relative_to(real_root).as_posix())}, a file inside the intake folder "
+                "that is ingested on its own: refused"
             )
     return Arrival(path, name, size, mtime, marker, refused)

@@ -14,10 +14,13 @@ finishes the move) or the file at its derived path (:func:`recover_unstored` rec
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -28,8 +31,18 @@ from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import Slide, SlideStatus, utcnow
 from papscreen.errors import ImageError
-from papscreen.intake import Arrival, destination, move_file, probe_scan, sha256_of, unchanged_since, write_reason
+from papscreen.intake import (
+    Arrival,
+    destination,
+    move_file,
+    printable,
+    probe_scan,
+    sha256_of,
+    unchanged_since,
+    write_reason,
+)
 from papscreen.tasks.compute import release_compute_lease
+from papscreen.tasks.retry import is_transient
 from papscreen.tasks.runtime import worker_identity
 
 __all__ = [
@@ -37,6 +50,7 @@ __all__ = [
     "MULTI_FILE_FORMATS",
     "IngestOutcome",
     "ingest_arrival",
+    "ingest_isolated",
     "ingest_task",
     "owner_is_dead",
     "recover_task",
@@ -48,6 +62,8 @@ MULTI_FILE_FORMATS = {
     "pyramidal TIFF, or analyse it in place with `papscreen analyze`",
 }
 """Formats whose scan is more than one file: refused by the intake with the reason (their data stays put)."""
+
+logger = logging.getLogger(__name__)
 
 DUPLICATES_FOLDER = "duplicates"
 """Sub-folder of the quarantine for second copies of a scan: kept for a person to delete, never analysed."""
@@ -70,12 +86,13 @@ def _quarantine_destination(settings: Settings, slide: Slide, name: str, *, dupl
 
 
 def _refused_sha(arrival: Arrival) -> str:
-    """A stand-in content key for a refused link (its target is never read)."""
+    """A stand-in content key for a file refused unread: a link (its target is never read) or a failed one."""
     try:
         target = os.readlink(arrival.path)
     except OSError:
-        target = "?"
-    return hashlib.sha256(f"refused-link:{arrival.name}->{target}".encode()).hexdigest()
+        target = ""
+    key = os.fsencode(arrival.path) + b"->" + os.fsencode(target)
+    return hashlib.sha256(b"refused:" + key).hexdigest()
 
 
 def _quarantine(settings: Settings, database: Database, arrival: Arrival, slide: Slide, reason: str) -> IngestOutcome:
@@ -88,21 +105,16 @@ def _quarantine(settings: Settings, database: Database, arrival: Arrival, slide:
 
 
 def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> IngestOutcome:
-    """Claim, check and move one arrived file; see the module docstring for the order and why."""
-    if arrival.refused:
-        with database.session() as session:
-            claim = queries.claim_scan(
-                session,
-                sha256=_refused_sha(arrival),
-                original_name=arrival.name,
-                size_bytes=0,
-                original_path=str(arrival.path),
-            )
-        if claim.is_duplicate:
-            return _move_duplicate(settings, database, arrival, claim.slide)
-        return _quarantine(settings, database, arrival, claim.slide, arrival.refused)
+    """Claim, check and move one arrived file; see the module docstring for the order and why.
 
-    sha256 = sha256_of(arrival.path)
+    Raises whatever the file system or the database raise; :func:`ingest_isolated` is what a pass calls.
+    """
+    if arrival.refused:
+        return _refuse(settings, database, arrival, arrival.refused)
+    try:
+        sha256 = sha256_of(arrival.path)
+    except FileNotFoundError:
+        return _gone(arrival)
     if not unchanged_since(arrival.path, arrival.size, arrival.mtime):
         return IngestOutcome(arrival.name, "waiting", detail="changed while it was read: still being written")
     with database.session() as session:
@@ -124,12 +136,84 @@ def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> 
         info = probe_scan(arrival.path, settings.limits)
     except ImageError as e:
         return _quarantine(settings, database, arrival, slide, e.reason)
+    except Exception as e:  # a reader's own bug or a library's surprise: this file's problem, not the pass's
+        if not os.path.lexists(arrival.path):
+            return _gone(arrival)  # the claim is settled by the next recovery
+        if _may_pass(e):
+            raise
+        return _quarantine(settings, database, arrival, slide, f"cannot be checked: {_describe(e)}")
     moved = move_file(arrival.path, destination(settings.store_dir, slide.id, arrival.name, slide.received_at))  # type: ignore[arg-type]
     with database.session() as session:
         queries.mark_stored(
             session, slide.id, stored_path=str(moved), format=info.format, width=info.width, height=info.height
         )
     return IngestOutcome(arrival.name, "queued", slide.id, f"{info.kind} {info.width}x{info.height}", str(moved))
+
+
+def ingest_isolated(arrival: Arrival, settings: Settings, database: Database) -> IngestOutcome:
+    """:func:`ingest_arrival` for a pass: whatever one file raises is that file's outcome, never the pass's end.
+
+    * the file left the intake meanwhile: ``gone`` (a claim it left is settled by the next recovery);
+    * the database is unreachable: raised, for the task's retries (the flow records ``retry`` if they run out);
+    * another cause that may pass (a full or failing disk, no permission yet): ``retry``, the file stays where
+      it is for the next pass, which finds its claim and finishes;
+    * anything else: the file is quarantined with the error as its reason (``quarantined``); if even that
+      fails, ``retry``.
+    """
+    try:
+        return ingest_arrival(arrival, settings, database)
+    except Exception as e:
+        if not os.path.lexists(arrival.path):
+            return _gone(arrival)
+        if is_transient(e):
+            raise  # the database is away: the task's retries wait for it; the flow goes on if they run out
+        reason = f"intake failed on this file: {_describe(e)}"
+        if _may_pass(e):
+            return IngestOutcome(arrival.name, "retry", detail=f"{reason}; left in place for the next pass")
+        try:
+            with database.session() as session:
+                claimed = queries.find_unfinished_claim(session, None, str(arrival.path))
+            if claimed is not None and claimed.status == SlideStatus.QUEUED:
+                return _quarantine(settings, database, arrival, claimed, reason)
+            return _refuse(settings, database, arrival, reason)
+        except Exception as again:  # noqa: BLE001 - the file stays in place and the pass goes on
+            return IngestOutcome(
+                arrival.name, "retry", detail=f"{reason}; quarantining it failed too ({_describe(again)})"
+            )
+
+
+def _refuse(settings: Settings, database: Database, arrival: Arrival, reason: str) -> IngestOutcome:
+    """Quarantine a file without reading it, under a claim keyed by its name (its content is never hashed)."""
+    with database.session() as session:
+        claim = queries.claim_scan(
+            session,
+            sha256=_refused_sha(arrival),
+            original_name=arrival.name,
+            size_bytes=0 if arrival.refused else arrival.size,
+            original_path=str(arrival.path),
+        )
+    if claim.is_duplicate:
+        return _move_duplicate(settings, database, arrival, claim.slide)
+    return _quarantine(settings, database, arrival, claim.slide, reason)
+
+
+def _gone(arrival: Arrival) -> IngestOutcome:
+    return IngestOutcome(arrival.name, "gone", detail="left the intake folder before it was ingested")
+
+
+_PASSING_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EBUSY,
+    errno.ETIMEDOUT, errno.ESTALE, errno.EROFS, errno.EAGAIN, errno.ENOMEM,
+}  # fmt: skip
+
+
+def _may_pass(error: BaseException) -> bool:
+    """Whether the cause may go away by itself (so the file is kept in place, not quarantined)."""
+    return is_transient(error) or (isinstance(error, OSError) and error.errno in _PASSING_ERRNOS)
+
+
+def _describe(error: BaseException) -> str:
+    return printable(f"{type(error).__name__}: {error}")[:500]
 
 
 def _move_duplicate(settings: Settings, database: Database, arrival: Arrival, slide: Slide) -> IngestOutcome:
@@ -159,7 +243,9 @@ def recover_unstored(settings: Settings, database: Database) -> list[str]:
     """Finish claims an interrupted pass left behind; returns one line per slide it settled.
 
     The file is either still in the intake (left alone: the pass that follows finds its claim) or at the path
-    derived from the claim, in the store or quarantine (recorded here, with the reason its sidecar gives).
+    derived from the claim, in the store or quarantine (recorded here, with the reason its sidecar gives), or
+    gone (the claim is closed with that reason). A claim that cannot be settled now is logged and tried again
+    next time; it never stops the others.
     """
     settled = []
     with database.session() as session:
@@ -167,35 +253,45 @@ def recover_unstored(settings: Settings, database: Database) -> list[str]:
             (s.id, s.status, s.original_name, s.original_path, s.received_at) for s in queries.unstored_claims(session)
         ]
     for slide_id, status, name, original_path, received in claims:
-        if original_path and Path(original_path).exists():
+        if original_path and os.path.lexists(original_path):
             continue
-        stored = destination(settings.store_dir, slide_id, name, received)
-        quarantined = destination(settings.quarantine_dir, slide_id, name, received)
-        duplicate = destination(settings.quarantine_dir / DUPLICATES_FOLDER, slide_id, name, received)
-        with database.session() as session:
-            if status == SlideStatus.DUPLICATE and duplicate.exists():
-                queries.mark_stored(session, slide_id, stored_path=str(duplicate))
-            elif stored.exists():
-                try:
-                    info = probe_scan(stored, settings.limits)
-                    queries.mark_stored(
-                        session,
-                        slide_id,
-                        stored_path=str(stored),
-                        format=info.format,
-                        width=info.width,
-                        height=info.height,
-                    )
-                except ImageError as e:
-                    queries.mark_stored(session, slide_id, stored_path=str(stored))
-                    queries.fail_slide(session, slide_id, f"stored, but cannot be read: {e.reason}")
-            elif quarantined.exists():
-                reason = _sidecar_reason(quarantined) or "quarantined by an interrupted intake pass"
-                queries.quarantine_slide(session, slide_id, reason=reason, quarantined_path=str(quarantined))
-            else:
-                queries.fail_slide(session, slide_id, f"{name} left the intake folder before it was stored")
+        try:
+            _settle_claim(settings, database, slide_id, status, name, received)
+        except Exception as e:  # noqa: BLE001 - one claim must not keep the others from being settled
+            logger.warning("could not settle the claim of slide %s (%s) yet: %s", slide_id, name, _describe(e))
+            continue
         settled.append(f"slide {slide_id} ({name})")
     return settled
+
+
+def _settle_claim(
+    settings: Settings, database: Database, slide_id: int, status: SlideStatus, name: str, received: datetime
+) -> None:
+    stored = destination(settings.store_dir, slide_id, name, received)
+    quarantined = destination(settings.quarantine_dir, slide_id, name, received)
+    duplicate = destination(settings.quarantine_dir / DUPLICATES_FOLDER, slide_id, name, received)
+    with database.session() as session:
+        if status == SlideStatus.DUPLICATE:
+            if duplicate.exists():
+                queries.mark_stored(session, slide_id, stored_path=str(duplicate))
+            else:
+                queries.settle_gone_duplicate(
+                    session, slide_id, f"{name} left the intake folder before it reached the quarantine"
+                )
+        elif stored.exists():
+            try:
+                info = probe_scan(stored, settings.limits)
+                queries.mark_stored(
+                    session, slide_id, stored_path=str(stored), format=info.format, width=info.width, height=info.height
+                )
+            except ImageError as e:
+                queries.mark_stored(session, slide_id, stored_path=str(stored))
+                queries.fail_slide(session, slide_id, f"stored, but cannot be read: {e.reason}")
+        elif quarantined.exists():
+            reason = _sidecar_reason(quarantined) or "quarantined by an interrupted intake pass"
+            queries.quarantine_slide(session, slide_id, reason=reason, quarantined_path=str(quarantined))
+        else:
+            queries.fail_slide(session, slide_id, f"{name} left the intake folder before it was stored")
 
 
 def _sidecar_reason(path: Path) -> str | None:
@@ -227,10 +323,10 @@ def recover_task(settings: Settings, database: Database) -> dict[str, list]:
 @task(name="ingest", task_run_name="ingest {arrival.name}", cache_policy=NO_CACHE)
 def ingest_task(arrival: Arrival, settings: Settings, database: Database) -> IngestOutcome:
     """One arrived file into the store (or quarantine), logged for the Prefect UI."""
-    outcome = ingest_arrival(arrival, settings, database)
+    outcome = ingest_isolated(arrival, settings, database)
     logger = get_run_logger()
-    if outcome.status == "quarantined":
-        logger.warning("%s quarantined: %s", arrival.name, outcome.detail)
+    if outcome.status in ("quarantined", "retry", "gone"):
+        logger.warning("%s %s: %s", arrival.name, outcome.status, outcome.detail)
     else:
         logger.info("%s: %s (slide %s) %s", arrival.name, outcome.status, outcome.slide_id, outcome.detail)
     return outcome

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import Analysis, Cell, Slide, SlideStatus
 from papscreen.flows.intake import intake_flow
-from tests.flows.service import OLD, copy_settled, start_service, write_field_scan
+from papscreen.intake import Arrival
+from papscreen.tasks import intake as intake_tasks
+from tests.flows.service import OLD, configure_service, copy_settled, start_service, write_field_scan
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +125,30 @@ def test_twenty_scans_at_once_each_good_one_analysed_exactly_once(
     assert len(_files_under(settings.store_dir)) == GOOD + 1
     assert len(_files_under(settings.quarantine_dir)) == 3 + 2
     assert len(list(settings.quarantine_dir.rglob("*.reason.json"))) == 5
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_file_whose_ingest_keeps_failing_waits_while_the_pass_goes_on(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = configure_service(
+        monkeypatch,
+        database,
+        PAPSCREEN_ORCHESTRATION__TASK_RETRIES="1",
+        PAPSCREEN_ORCHESTRATION__RETRY_DELAYS_SECONDS="[0]",
+    )
+    write_field_scan(settings.intake_dir / "a.png", seed=1)
+    write_field_scan(settings.intake_dir / "b.png", seed=2)
+    real_ingest = intake_tasks.ingest_arrival
+
+    def database_away_for_a(arrival: Arrival, *args: object) -> object:
+        if arrival.name == "a.png":
+            raise OperationalError("select 1", {}, Exception("server closed the connection unexpectedly"))
+        return real_ingest(arrival, *args)
+
+    monkeypatch.setattr(intake_tasks, "ingest_arrival", database_away_for_a)
+    result = intake_flow(dispatch="inline", analyze=False)
+    assert result["counts"] == {"retry": 1, "queued": 1}
+    assert (settings.intake_dir / "a.png").is_file()
+    monkeypatch.setattr(intake_tasks, "ingest_arrival", real_ingest)
+    assert intake_flow(dispatch="inline", analyze=False)["counts"] == {"queued": 1}

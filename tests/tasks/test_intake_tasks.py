@@ -11,7 +11,7 @@ from papscreen.config import Settings
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.schema import SlideStatus
-from papscreen.intake import destination, move_file, scan_intake
+from papscreen.intake import destination, move_file, scan_intake, sha256_of
 from papscreen.tasks import intake as intake_tasks
 from papscreen.tasks.intake import ingest_arrival, owner_is_dead, recover_unstored
 from papscreen.tasks.runtime import worker_identity
@@ -104,3 +104,146 @@ def test_an_mrxs_scan_is_refused_with_what_to_do(settings: Settings, database: D
     assert outcome.status == "quarantined"
     assert "pyramidal TIFF" in outcome.detail
     assert (settings.intake_dir / "slide" / "Data0000.dat").is_file()  # its data is left where it was
+
+
+# --- one file never stops a pass (issue 16) ---------------------------------------------------------------------
+
+
+def _ingest_all(settings: Settings, database: Database) -> dict[str, str]:
+    return {a.name: intake_tasks.ingest_isolated(a, settings, database).status for a in _arrivals(settings)}
+
+
+def test_a_name_that_is_not_utf8_is_ingested_under_a_printable_name(settings: Settings, database: Database) -> None:
+    odd = Path(os.fsdecode(os.fsencode(settings.intake_dir) + b"/scan-\xe9\xff.png"))
+    write_field_scan(odd, seed=3)
+    write_field_scan(settings.intake_dir / "good.png", seed=4)
+    assert _ingest_all(settings, database) == {"good.png": "queued", "scan-\ufffd\ufffd.png": "queued"}
+    again = _ingest_all(settings, database)
+    assert again == {}  # both moved to the store: nothing left, nothing taken twice
+    with database.session() as session:
+        assert queries.status_counts(session)[SlideStatus.QUEUED] == 2
+
+
+def test_a_nested_name_longer_than_the_database_column_is_ingested(settings: Settings, database: Database) -> None:
+    deep = settings.intake_dir / ("a" * 200) / ("b" * 200) / ("c" * 150 + ".png")
+    write_field_scan(deep, seed=5)
+    (arrival,) = _arrivals(settings)
+    assert len(arrival.name) > queries.slides.NAME_CHARS
+    outcome = intake_tasks.ingest_isolated(arrival, settings, database)
+    assert outcome.status == "queued"
+    with database.session() as session:
+        slide = queries.get_slide(session, outcome.slide_id)
+        assert len(slide.original_name) == queries.slides.NAME_CHARS
+        assert slide.original_name.endswith("c.png")
+        assert Path(slide.stored_path).is_file()
+
+
+def test_a_file_gone_before_it_is_read_is_skipped_and_the_pass_goes_on(
+    settings: Settings, database: Database
+) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=6)
+    write_field_scan(settings.intake_dir / "b.png", seed=7)
+    first, second = _arrivals(settings)
+    first.path.unlink()  # taken away between the listing and the hashing
+    assert intake_tasks.ingest_isolated(first, settings, database).status == "gone"
+    assert intake_tasks.ingest_isolated(second, settings, database).status == "queued"
+
+
+def test_a_file_gone_during_its_check_is_settled_by_recovery_once(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=8)
+    (arrival,) = _arrivals(settings)
+
+    def vanish(path: Path, _limits: object) -> None:
+        path.unlink()
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(intake_tasks, "probe_scan", vanish)
+    assert intake_tasks.ingest_isolated(arrival, settings, database).status == "gone"
+    monkeypatch.undo()
+    (settled,) = recover_unstored(settings, database)
+    assert recover_unstored(settings, database) == []
+    with database.session() as session:
+        (slide,) = queries.list_slides(session)
+        assert slide.status == SlideStatus.FAILED
+        assert "left the intake folder" in slide.error
+
+
+def test_an_unexpected_error_quarantines_that_file_only(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=9)
+    write_field_scan(settings.intake_dir / "b.png", seed=10)
+    real_probe = intake_tasks.probe_scan
+
+    def probe(path: Path, limits: object) -> object:
+        if path.name == "a.png":
+            raise ValueError("a decoder's surprise")
+        return real_probe(path, limits)
+
+    monkeypatch.setattr(intake_tasks, "probe_scan", probe)
+    assert _ingest_all(settings, database) == {"a.png": "quarantined", "b.png": "queued"}
+    with database.session() as session:
+        quarantined = queries.list_slides(session, statuses=[SlideStatus.QUARANTINED])
+        assert [s.original_name for s in quarantined] == ["a.png"]
+        assert "ValueError: a decoder's surprise" in quarantined[0].error
+        assert Path(quarantined[0].stored_path).is_file()
+
+
+def test_an_error_before_the_claim_quarantines_the_file_unread(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=11)
+
+    def broken(_path: Path) -> str:
+        raise RuntimeError("hashing broke")
+
+    monkeypatch.setattr(intake_tasks, "sha256_of", broken)
+    assert _ingest_all(settings, database) == {"a.png": "quarantined"}
+    with database.session() as session:
+        (slide,) = queries.list_slides(session)
+        assert slide.status == SlideStatus.QUARANTINED
+        assert "RuntimeError: hashing broke" in slide.error
+
+
+def test_a_full_disk_leaves_the_file_in_place_and_the_next_pass_stores_it(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=12)
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(intake_tasks, "move_file", disk_full)
+    assert _ingest_all(settings, database) == {"a.png": "retry"}
+    assert (settings.intake_dir / "a.png").is_file()
+    monkeypatch.undo()
+    assert recover_unstored(settings, database) == []  # still in the intake: the pass finishes it
+    assert _ingest_all(settings, database) == {"a.png": "queued"}
+    with database.session() as session:
+        assert queries.status_counts(session)[SlideStatus.QUEUED] == 1
+        assert queries.status_counts(session)[SlideStatus.DUPLICATE] == 0
+
+
+def test_a_duplicate_whose_file_is_gone_is_settled_once_and_stays_a_duplicate(
+    settings: Settings, database: Database
+) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=13)
+    (arrival,) = _arrivals(settings)
+    assert intake_tasks.ingest_isolated(arrival, settings, database).status == "queued"
+    with database.session() as session:  # a concurrent pass claimed a copy, then its file went away
+        claim = queries.claim_scan(
+            session,
+            sha256=sha256_of(Path(queries.list_slides(session)[0].stored_path)),
+            original_name="copy.png",
+            size_bytes=1,
+            original_path=str(settings.intake_dir / "copy.png"),
+        )
+    assert claim.is_duplicate
+    assert recover_unstored(settings, database) == [f"slide {claim.slide.id} (copy.png)"]
+    assert recover_unstored(settings, database) == []
+    with database.session() as session:
+        duplicate = queries.get_slide(session, claim.slide.id)
+        assert duplicate.status == SlideStatus.DUPLICATE
+        assert "left the intake folder before it reached the quarantine" in duplicate.error

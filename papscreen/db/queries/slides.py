@@ -31,10 +31,12 @@ __all__ = [
     "requeue_slide",
     "requeue_stale",
     "set_compute_lease",
+    "settle_gone_duplicate",
     "slide_names",
     "slides_to_rescore",
     "start_processing",
     "status_counts",
+    "storable",
     "unstored_claims",
 ]
 
@@ -69,6 +71,34 @@ class Claim:
         return self.duplicate_of is not None
 
 
+NAME_CHARS = 512
+PATH_CHARS = 2048
+"""Widths of ``slides.original_name`` and ``slides.original_path``; longer values are cut by :func:`storable`."""
+
+
+def storable(text: str | None, max_chars: int) -> str | None:
+    """``text`` as the database can keep it: valid UTF-8, at most ``max_chars`` characters, the same every time.
+
+    A file name need not be UTF-8 (undecodable bytes become U+FFFD) and a nested name can outgrow the column; a
+    long value keeps its start and its end (the extension), joined by ``...``. Being deterministic, a stored path
+    still matches the same file's path on the next pass.
+
+    Examples:
+        >>> cut = storable("ward/" + "x" * 600 + ".tif", 512)
+        >>> len(cut), cut[:7], cut[-8:]
+        (512, 'ward/xx', 'xxxx.tif')
+        >>> storable("ok.png", 512)
+        'ok.png'
+    """
+    if text is None:
+        return None
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if len(text) <= max_chars:
+        return text
+    tail = max(0, min(40, (max_chars - 3) // 2))
+    return text[: max_chars - 3 - tail] + "..." + (text[-tail:] if tail else "")
+
+
 def find_first_arrival(session: Session, sha256: str) -> Slide | None:
     """The slide that owns this content, if any."""
     return session.scalars(select(Slide).where(Slide.sha256 == sha256, Slide.duplicate_of_id.is_(None))).first()
@@ -96,6 +126,8 @@ def claim_scan(
         ...     (first.is_duplicate, again.is_duplicate, again.slide.status.value)
         (False, True, 'duplicate')
     """
+    original_name = storable(original_name, NAME_CHARS)  # type: ignore[assignment]  # str in, str out
+    original_path = storable(original_path, PATH_CHARS)
     slide = Slide(
         sha256=sha256,
         original_name=original_name,
@@ -225,32 +257,57 @@ def status_counts(session: Session) -> dict[SlideStatus, int]:
     return counts
 
 
-def find_unfinished_claim(session: Session, sha256: str, original_path: str) -> Slide | None:
-    """A claim of this content from this very path whose file never left the intake.
+def find_unfinished_claim(session: Session, sha256: str | None, original_path: str) -> Slide | None:
+    """A claim of this content (any content when ``sha256`` is None) from this very path, never moved.
 
     A crash between claiming a scan and moving it leaves the file in the intake and a row (queued, or a
     duplicate) without a ``stored_path``; the next pass finds that row here and finishes the move instead of
     recording the file a second time.
     """
-    return session.scalars(
-        select(Slide)
-        .where(
-            Slide.sha256 == sha256,
-            Slide.original_path == original_path,
-            Slide.stored_path.is_(None),
-            Slide.status.in_([SlideStatus.QUEUED, SlideStatus.DUPLICATE]),
-        )
-        .order_by(Slide.id)
-    ).first()
+    query = select(Slide).where(
+        Slide.original_path == storable(original_path, PATH_CHARS),
+        Slide.stored_path.is_(None),
+        Slide.status.in_([SlideStatus.QUEUED, SlideStatus.DUPLICATE]),
+        Slide.finished_at.is_(None),
+    )
+    if sha256 is not None:
+        query = query.where(Slide.sha256 == sha256)
+    return session.scalars(query.order_by(Slide.id)).first()
 
 
 def unstored_claims(session: Session) -> Sequence[Slide]:
-    """Claims (queued or duplicate) whose file was never recorded as moved (an intake stopped in between)."""
+    """Claims (queued or duplicate) whose file was never recorded as moved (an intake stopped in between).
+
+    A duplicate whose file vanished before it reached the quarantine is settled (:func:`settle_gone_duplicate`)
+    and no longer listed.
+    """
     return session.scalars(
         select(Slide)
-        .where(Slide.status.in_([SlideStatus.QUEUED, SlideStatus.DUPLICATE]), Slide.stored_path.is_(None))
+        .where(
+            Slide.stored_path.is_(None),
+            or_(
+                Slide.status == SlideStatus.QUEUED,
+                (Slide.status == SlideStatus.DUPLICATE) & Slide.finished_at.is_(None),
+            ),
+        )
         .order_by(Slide.id)
     ).all()
+
+
+def settle_gone_duplicate(session: Session, slide_id: int, reason: str) -> Slide:
+    """A duplicate claim whose file left the intake before it reached the quarantine: nothing to keep.
+
+    The duplicate stays a duplicate (its content is the first arrival's, which is unaffected); the reason is
+    recorded and audited, and the claim is settled so that recovery does not look at it again.
+    """
+    slide = require_slide(session, slide_id)
+    if slide.status != SlideStatus.DUPLICATE:
+        raise InvalidTransitionError(f"slide {slide_id} is {slide.status.value}, not a duplicate")
+    slide.error = f"{slide.error}; {reason}" if slide.error else reason
+    slide.finished_at = utcnow()
+    slide.updated_at = slide.finished_at
+    record_event(session, "slide.duplicate_gone", "slide", slide.id, details={"reason": reason})
+    return slide
 
 
 def dispatchable_slides(session: Session, *, now: datetime, redispatch_after_s: float, limit: int = 100) -> list[int]:
