@@ -162,7 +162,7 @@ def test_a_file_gone_during_its_check_is_settled_by_recovery_once(
     monkeypatch.setattr(intake_tasks, "probe_scan", vanish)
     assert intake_tasks.ingest_isolated(arrival, settings, database).status == "gone"
     monkeypatch.undo()
-    (settled,) = recover_unstored(settings, database)
+    assert len(recover_unstored(settings, database)) == 1
     assert recover_unstored(settings, database) == []
     with database.session() as session:
         (slide,) = queries.list_slides(session)
