@@ -39,6 +39,7 @@ __all__ = [
     "Settings",
     "ValidationSettings",
     "load_settings",
+    "masked_url",
 ]
 
 CONFIG_FILE_ENV = "PAPSCREEN_CONFIG"
@@ -264,6 +265,27 @@ class GradingSettings(BaseModel):
         return upper
 
 
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "sslpassword", "sslkey")
+"""Query parameters of a database URL whose values are secrets (``?password=...`` is as valid as ``user:pw@``)."""
+
+
+def masked_url(url: Any) -> str:
+    """A database URL to show: the password and every secret query parameter replaced by ``***``.
+
+    Examples:
+        >>> masked_url("postgresql://lab:s3cret@db/papscreen?sslmode=require")
+        'postgresql://lab:***@db/papscreen?sslmode=require'
+        >>> masked_url("postgresql://lab@db/papscreen?password=s3cret")
+        'postgresql://lab@db/papscreen?password=***'
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, TypeError, ValueError):
+        return "(a database URL that cannot be parsed)"
+    hidden = {k: "***" for k in parsed.query if any(word in k.lower() for word in SECRET_QUERY_KEYS)}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
 class Settings(BaseSettings):
     """Everything an operator may configure. Build with :func:`load_settings`.
 
@@ -341,9 +363,11 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.home / 'papscreen.db'}"
         try:
-            make_url(self.database_url)
+            url = make_url(self.database_url)
         except ArgumentError as e:
             raise ValueError(f"database_url is not a valid SQLAlchemy URL: {e}") from e
+        if url.drivername == "postgresql":  # SQLAlchemy's default driver is not installed; psycopg2 is
+            self.database_url = url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
         return self
 
     def folders(self) -> dict[str, Path]:
@@ -366,8 +390,13 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, with the database password hidden."""
         data = self.model_dump(mode="json")
-        data["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        data["database_url"] = masked_url(self.database_url)
         return data
+
+    def __repr_args__(self) -> Any:
+        """The repr (in logs, tracebacks, Prefect's task inputs) never shows the database password."""
+        for name, value in super().__repr_args__():
+            yield name, masked_url(value) if name == "database_url" and value else value
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

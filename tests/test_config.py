@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
 from papscreen.cli import app
 from papscreen.config import load_settings
+from papscreen.db.database import Database
 from papscreen.errors import ConfigError
 
 
@@ -76,13 +78,43 @@ def test_missing_or_broken_settings_file(tmp_path: Path) -> None:
         load_settings(broken)
 
 
-def test_cli_config_masks_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", "postgresql+psycopg2://lab:s3cret@db.example:5432/papscreen")
+@pytest.mark.parametrize(
+    ("url", "shown_url"),
+    [
+        (
+            "postgresql+psycopg2://lab:s3cret@db.example:5432/papscreen",
+            "postgresql+psycopg2://lab:***@db.example:5432/papscreen",
+        ),
+        (
+            "postgresql+psycopg2://lab@db.example/papscreen?password=s3cret&sslmode=require",
+            "postgresql+psycopg2://lab@db.example/papscreen?password=***&sslmode=require",
+        ),
+    ],
+)
+def test_cli_config_masks_password(monkeypatch: pytest.MonkeyPatch, url: str, shown_url: str) -> None:
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", url)
     result = CliRunner().invoke(app, ["config"])
     assert result.exit_code == 0, result.output
     assert "s3cret" not in result.output
     shown = json.loads(result.output)
-    assert shown["database_url"] == "postgresql+psycopg2://lab:***@db.example:5432/papscreen"
+    assert shown["database_url"] == shown_url
+    settings = load_settings()
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in repr(Database(settings.database_url))
+
+
+def test_db_commands_never_print_the_password(monkeypatch: pytest.MonkeyPatch, postgres_server: URL) -> None:
+    url = postgres_server.set(database="postgres", query={"password": "s3cret"})  # trust auth ignores it
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", url.render_as_string(hide_password=False))
+    result = CliRunner().invoke(app, ["db", "current"])
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "password=***" in result.output
+
+
+def test_a_plain_postgresql_url_uses_the_installed_driver() -> None:
+    settings = load_settings(database_url="postgresql://lab@db.example/papscreen")
+    assert settings.database_url == "postgresql+psycopg2://lab@db.example/papscreen"
 
 
 def test_cli_bad_config_file_is_one_clear_line(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from papscreen.config import masked_url
+
 __all__ = ["Database"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -69,7 +71,7 @@ class Database:
         return self.url.get_backend_name()
 
     def __repr__(self) -> str:
-        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+        return f"Database({masked_url(self.url)!r})"
 
     @contextmanager
     def session(self) -> Iterator[Session]:

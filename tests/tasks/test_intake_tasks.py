@@ -138,9 +138,7 @@ def test_a_nested_name_longer_than_the_database_column_is_ingested(settings: Set
         assert Path(slide.stored_path).is_file()
 
 
-def test_a_file_gone_before_it_is_read_is_skipped_and_the_pass_goes_on(
-    settings: Settings, database: Database
-) -> None:
+def test_a_file_gone_before_it_is_read_is_skipped_and_the_pass_goes_on(settings: Settings, database: Database) -> None:
     write_field_scan(settings.intake_dir / "a.png", seed=6)
     write_field_scan(settings.intake_dir / "b.png", seed=7)
     first, second = _arrivals(settings)
