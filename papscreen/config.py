@@ -127,6 +127,13 @@ class OrchestrationSettings(BaseModel):
         600.0, ge=5, description="An analysis renews its slide's lease; a slide whose lease ran out is queued again."
     )
     intake_batch: int = Field(100, ge=1, description="Most files one intake pass ingests (the rest wait a pass).")
+    intake_lock_seconds: float = Field(
+        900.0,
+        ge=5,
+        description="One intake pass ingests at a time (the service's, `intake --once`, other hosts'): it holds a "
+        "lock in the database for this long, renewed at every file. A lock whose holder died is taken over when it "
+        "runs out, at once when the holder was a process of this host.",
+    )
     prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server `up` starts.")
     dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of the dashboard `up` starts.")
 

@@ -22,6 +22,8 @@ from papscreen.config import masked_url
 __all__ = ["Database"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_OPTION = "papscreen_write"
+"""Execution option that makes a SQLite transaction begin with the write lock (see :meth:`Database.session`)."""
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -38,7 +40,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 class Database:
@@ -74,9 +77,17 @@ class Database:
         return f"Database({masked_url(self.url)!r})"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed when the block ends, rolled back if it raises."""
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed when the block ends, rolled back if it raises.
+
+        ``write=True`` for a transaction that reads and then writes while other processes write too: on SQLite
+        it takes the write lock at the start (``BEGIN IMMEDIATE``), waiting for it up to the busy timeout,
+        where a deferred transaction would fail at its first write with "database is locked" because its
+        snapshot went stale. PostgreSQL needs nothing (row locks and the unique indexes decide).
+        """
         with self._sessions.begin() as session:
+            if write and self.backend == "sqlite":
+                session.connection(execution_options={WRITE_OPTION: True})
             yield session
 
     def dispose(self) -> None:

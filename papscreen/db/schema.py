@@ -13,6 +13,7 @@ Tables:
 * ``training_runs``: every (re)training, its parameters, history, metrics, decision and reason.
 * ``validation_runs``: each re-evaluation of the champions (validation and reference sets) and its drift check.
 * ``audit_log``: append-only; the migration adds triggers that refuse UPDATE and DELETE.
+* ``work_locks``: named locks shared by every process and host (one intake pass ingests at a time).
 
 A slide being analysed carries a lease (``lease_owner``: host and process, ``lease_expires_at``) that the
 analysis renews; a slide whose lease ran out, or whose owner process on this host is gone, is queued again.
@@ -47,6 +48,7 @@ __all__ = [
     "TrainingRun",
     "TrainingStatus",
     "ValidationRun",
+    "WorkLock",
     "utcnow",
 ]
 
@@ -345,6 +347,21 @@ class ValidationRun(Base):
     drift_flagged: Mapped[bool] = mapped_column(default=False)
     notes: Mapped[str | None] = mapped_column(Text)
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class WorkLock(Base):
+    """A named lock that processes on any host share through the database (e.g. one intake pass at a time).
+
+    Held for ``expires_at``; the holder renews it as it works, and a lock whose holder died is taken over
+    once it expires (at once when the holder was a process of the same host that no longer exists).
+    """
+
+    __tablename__ = "work_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(160))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class AuditEvent(Base):

@@ -1,9 +1,11 @@
 """The intake flow: one pass over the watched folder, then the analyses of what is queued.
 
-Each pass first repairs what an interrupted pass or a dead worker left (``recover``), then ingests every
-settled file (claim once, check, move to the store or quarantine), then starts an analysis for every queued
-slide: in this process (``orchestration.dispatch = "inline"``, one host) or as runs of the analyze-slide
-deployment (``"deployment"``), which the workers of the work pool share.
+Each pass first requeues the analyses of dead workers (``recover``); then, holding the intake lock (one pass
+ingests at a time, whether started by the service, ``papscreen intake --once`` or another host), it settles
+the claims an interrupted pass left and ingests every settled file (claim once, check, move to the store or
+quarantine); then it starts an analysis for every queued slide: in this process
+(``orchestration.dispatch = "inline"``, one host) or as runs of the analyze-slide deployment
+(``"deployment"``), which the workers of the work pool share.
 """
 
 from __future__ import annotations
@@ -21,8 +23,15 @@ from papscreen.db.database import Database
 from papscreen.db.schema import ModelStage, utcnow
 from papscreen.flows.analyze import analyze_slide_flow
 from papscreen.flows.limits import ensure_compute_limit
-from papscreen.intake import Arrival, scan_intake
-from papscreen.tasks.intake import IngestOutcome, ingest_task, recover_task
+from papscreen.intake import Arrival
+from papscreen.tasks.intake import (
+    IngestOutcome,
+    IntakePass,
+    ingest_pass,
+    ingest_task,
+    recover_task,
+    settle_claims_task,
+)
 from papscreen.tasks.retry import retry_options
 from papscreen.tasks.runtime import open_run
 
@@ -103,15 +112,19 @@ def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str |
         settings.ensure_folders()
         ensure_compute_limit(settings)
         retrying = retry_options(settings)
-        recovered = recover_task.with_options(**retrying)(settings, database)
-        scan = scan_intake(settings.intake_dir, settings.intake)  # type: ignore[arg-type]
-        outcomes = [
-            ingest_one(arrival, settings, database, retrying)
-            for arrival in scan.ready[: settings.orchestration.intake_batch]
-        ]
-        counts = Counter(o.status for o in outcomes)
-        if scan.waiting:
-            logger.info("%d files are still being written: %s", len(scan.waiting), [p.name for p in scan.waiting])
+        requeued = recover_task.with_options(**retrying)(settings, database)
+        passed = ingest_pass(
+            settings,
+            database,
+            ingest=lambda arrival: ingest_one(arrival, settings, database, retrying),
+            settle=lambda: settle_claims_task.with_options(**retrying)(settings, database),
+        )
+        if passed is None:
+            logger.info("another intake pass is ingesting: this one leaves the files to it")
+            passed = IntakePass(outcomes=[], waiting=[], settled=[])
+        counts = Counter(o.status for o in passed.outcomes)
+        if passed.waiting:
+            logger.info("%d files are still being written: %s", len(passed.waiting), [p.name for p in passed.waiting])
         analyses: list[Any] = []
         if analyze:
             slides = queued_slides_task.with_options(**retrying)(settings, database)
@@ -119,8 +132,8 @@ def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str |
         logger.info("intake pass: %s; %d analyses", dict(counts) or "nothing new", len(analyses))
         return {
             "counts": dict(counts),
-            "outcomes": [o.__dict__ for o in outcomes],
-            "still_writing": [str(p) for p in scan.waiting],
-            "recovered": recovered,
+            "outcomes": [o.__dict__ for o in passed.outcomes],
+            "still_writing": [str(p) for p in passed.waiting],
+            "recovered": {"requeued": requeued, "settled": passed.settled},
             "analyses": analyses,
         }

@@ -19,9 +19,13 @@ import hashlib
 import json
 import logging
 import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -37,6 +41,7 @@ from papscreen.intake import (
     move_file,
     printable,
     probe_scan,
+    scan_intake,
     sha256_of,
     unchanged_since,
     write_reason,
@@ -47,14 +52,20 @@ from papscreen.tasks.runtime import worker_identity
 
 __all__ = [
     "DUPLICATES_FOLDER",
+    "INTAKE_LOCK",
     "MULTI_FILE_FORMATS",
     "IngestOutcome",
+    "IntakeLock",
+    "IntakePass",
     "ingest_arrival",
     "ingest_isolated",
+    "ingest_pass",
     "ingest_task",
+    "intake_lock",
     "owner_is_dead",
     "recover_task",
     "recover_unstored",
+    "settle_claims_task",
 ]
 
 MULTI_FILE_FORMATS = {
@@ -99,7 +110,7 @@ def _quarantine(settings: Settings, database: Database, arrival: Arrival, slide:
     target = _quarantine_destination(settings, slide, arrival.name)
     moved = move_file(arrival.path, target)
     write_reason(moved, reason, {"slide_id": slide.id, "original_name": arrival.name})
-    with database.session() as session:
+    with database.session(write=True) as session:
         queries.quarantine_slide(session, slide.id, reason=reason, quarantined_path=str(moved))
     return IngestOutcome(arrival.name, "quarantined", slide.id, reason, str(moved))
 
@@ -117,7 +128,7 @@ def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> 
         return _gone(arrival)
     if not unchanged_since(arrival.path, arrival.size, arrival.mtime):
         return IngestOutcome(arrival.name, "waiting", detail="changed while it was read: still being written")
-    with database.session() as session:
+    with database.session(write=True) as session:
         slide = queries.find_unfinished_claim(session, sha256, str(arrival.path))
         if slide is None:
             slide = queries.claim_scan(
@@ -143,7 +154,7 @@ def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> 
             raise
         return _quarantine(settings, database, arrival, slide, f"cannot be checked: {_describe(e)}")
     moved = move_file(arrival.path, destination(settings.store_dir, slide.id, arrival.name, slide.received_at))  # type: ignore[arg-type]
-    with database.session() as session:
+    with database.session(write=True) as session:
         queries.mark_stored(
             session, slide.id, stored_path=str(moved), format=info.format, width=info.width, height=info.height
         )
@@ -171,7 +182,7 @@ def ingest_isolated(arrival: Arrival, settings: Settings, database: Database) ->
         if _may_pass(e):
             return IngestOutcome(arrival.name, "retry", detail=f"{reason}; left in place for the next pass")
         try:
-            with database.session() as session:
+            with database.session(write=True) as session:
                 claimed = queries.find_unfinished_claim(session, None, str(arrival.path))
             if claimed is not None and claimed.status == SlideStatus.QUEUED:
                 return _quarantine(settings, database, arrival, claimed, reason)
@@ -184,7 +195,7 @@ def ingest_isolated(arrival: Arrival, settings: Settings, database: Database) ->
 
 def _refuse(settings: Settings, database: Database, arrival: Arrival, reason: str) -> IngestOutcome:
     """Quarantine a file without reading it, under a claim keyed by its name (its content is never hashed)."""
-    with database.session() as session:
+    with database.session(write=True) as session:
         claim = queries.claim_scan(
             session,
             sha256=_refused_sha(arrival),
@@ -220,9 +231,95 @@ def _move_duplicate(settings: Settings, database: Database, arrival: Arrival, sl
     moved = move_file(arrival.path, _quarantine_destination(settings, slide, arrival.name, duplicate=True))
     reason = slide.error or f"duplicate of slide {slide.duplicate_of_id}"
     write_reason(moved, reason, {"slide_id": slide.id, "duplicate_of": slide.duplicate_of_id})
-    with database.session() as session:
+    with database.session(write=True) as session:
         queries.mark_stored(session, slide.id, stored_path=str(moved))
     return IngestOutcome(arrival.name, "duplicate", slide.id, reason, str(moved))
+
+
+INTAKE_LOCK = "intake"
+"""The work lock an intake pass holds while it settles claims and ingests (one pass at a time, on any host)."""
+
+
+@dataclass(frozen=True)
+class IntakePass:
+    """What one pass did while it held the intake lock."""
+
+    outcomes: list[IngestOutcome]
+    waiting: list[Path]
+    settled: Any
+
+
+class IntakeLock:
+    """The intake lock as held by one pass: renewed at every file, released at the end."""
+
+    def __init__(self, database: Database, owner: str, lease_seconds: float) -> None:
+        self.database, self.owner, self.lease_seconds = database, owner, lease_seconds
+
+    def renew(self) -> bool:
+        """Extend the lease; ``False`` when the lock was lost (it ran out and another pass took it)."""
+        with self.database.session(write=True) as session:
+            return queries.renew_lock(session, INTAKE_LOCK, owner=self.owner, lease_seconds=self.lease_seconds)
+
+    def release(self) -> None:
+        """Give the lock back; if that fails the lease simply runs out."""
+        try:
+            with self.database.session(write=True) as session:
+                queries.release_lock(session, INTAKE_LOCK, owner=self.owner)
+        except Exception as e:  # noqa: BLE001 - an unreleased lock expires by itself
+            logger.warning("could not release the intake lock (it expires by itself): %s", _describe(e))
+
+
+@contextmanager
+def intake_lock(settings: Settings, database: Database) -> Iterator[IntakeLock | None]:
+    """Hold the intake lock for a pass, or yield ``None`` when another live pass holds it."""
+    owner = f"{worker_identity()}#{uuid.uuid4().hex[:8]}"
+    seconds = settings.orchestration.intake_lock_seconds
+    with database.session(write=True) as session:
+        held = queries.acquire_lock(
+            session, INTAKE_LOCK, owner=owner, lease_seconds=seconds, owner_is_dead=_lock_owner_is_dead
+        )
+    if not held:
+        yield None
+        return
+    lock = IntakeLock(database, owner, seconds)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _lock_owner_is_dead(owner: str) -> bool:
+    return owner_is_dead(owner.partition("#")[0])
+
+
+def ingest_pass(
+    settings: Settings,
+    database: Database,
+    *,
+    ingest: Callable[[Arrival], IngestOutcome] | None = None,
+    settle: Callable[[], Any] | None = None,
+) -> IntakePass | None:
+    """Settle interrupted claims, look at the intake folder and ingest what arrived, holding the intake lock.
+
+    Returns ``None`` when another pass holds the lock (this one leaves the files to it). ``ingest`` and
+    ``settle`` default to :func:`ingest_isolated` and :func:`recover_unstored`; the intake flow passes its
+    Prefect tasks. If the lock is lost midway (this pass stalled past its lease and another took over), the
+    pass stops before the next file.
+    """
+    ingest = ingest or (lambda arrival: ingest_isolated(arrival, settings, database))
+    settle = settle or (lambda: recover_unstored(settings, database))
+    with intake_lock(settings, database) as lock:
+        if lock is None:
+            return None
+        settled = settle()
+        scan = scan_intake(settings.intake_dir, settings.intake)
+        outcomes = []
+        for arrival in scan.ready[: settings.orchestration.intake_batch]:
+            if not lock.renew():
+                logger.warning("the intake lock was taken over by another pass: the rest is left to it")
+                break
+            outcomes.append(ingest(arrival))
+        return IntakePass(outcomes, scan.waiting, settled)
 
 
 def owner_is_dead(owner: str) -> bool:
@@ -248,7 +345,7 @@ def recover_unstored(settings: Settings, database: Database) -> list[str]:
     next time; it never stops the others.
     """
     settled = []
-    with database.session() as session:
+    with database.session(write=True) as session:
         claims = [
             (s.id, s.status, s.original_name, s.original_path, s.received_at) for s in queries.unstored_claims(session)
         ]
@@ -270,7 +367,7 @@ def _settle_claim(
     stored = destination(settings.store_dir, slide_id, name, received)
     quarantined = destination(settings.quarantine_dir, slide_id, name, received)
     duplicate = destination(settings.quarantine_dir / DUPLICATES_FOLDER, slide_id, name, received)
-    with database.session() as session:
+    with database.session(write=True) as session:
         if status == SlideStatus.DUPLICATE:
             if duplicate.exists():
                 queries.mark_stored(session, slide_id, stored_path=str(duplicate))
@@ -303,21 +400,26 @@ def _sidecar_reason(path: Path) -> str | None:
 
 
 @task(name="recover", cache_policy=NO_CACHE)
-def recover_task(settings: Settings, database: Database) -> dict[str, list]:
-    """Requeue analyses whose worker died or whose lease ran out; settle interrupted claims."""
-    logger = get_run_logger()
-    with database.session() as session:
+def recover_task(settings: Settings, database: Database) -> list[int]:
+    """Requeue analyses whose worker died or whose lease ran out (safe from any pass, lock or not)."""
+    with database.session(write=True) as session:
         stale = queries.requeue_stale(session, now=utcnow(), owner_is_dead=owner_is_dead)
     for _slide_id, lease in stale:
         if lease:
             release_compute_lease(lease)
     requeued = [slide_id for slide_id, _lease in stale]
-    settled = recover_unstored(settings, database)
     if requeued:
-        logger.warning("queued again after an interrupted analysis: slides %s", requeued)
+        get_run_logger().warning("queued again after an interrupted analysis: slides %s", requeued)
+    return requeued
+
+
+@task(name="settle claims", cache_policy=NO_CACHE)
+def settle_claims_task(settings: Settings, database: Database) -> list[str]:
+    """Settle the claims an interrupted intake pass left (run while holding the intake lock)."""
+    settled = recover_unstored(settings, database)
     if settled:
-        logger.warning("settled claims an interrupted intake left: %s", "; ".join(settled))
-    return {"requeued": requeued, "settled": settled}
+        get_run_logger().warning("settled claims an interrupted intake left: %s", "; ".join(settled))
+    return settled
 
 
 @task(name="ingest", task_run_name="ingest {arrival.name}", cache_policy=NO_CACHE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,59 @@ def test_a_duplicate_whose_file_is_gone_is_settled_once_and_stays_a_duplicate(
         duplicate = queries.get_slide(session, claim.slide.id)
         assert duplicate.status == SlideStatus.DUPLICATE
         assert "left the intake folder before it reached the quarantine" in duplicate.error
+
+
+# --- overlapping passes (issue 16) ------------------------------------------------------------------------------
+
+
+def _race_passes(settings: Settings, database: Database, passes: int) -> tuple[list[object], list[BaseException]]:
+    """``passes`` threads polling the intake in lockstep (the service's loop, `intake --once`, another host)."""
+    start = threading.Barrier(passes)
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def polling_pass() -> None:
+        start.wait(timeout=30)
+        try:
+            for _ in range(50):
+                if not _arrivals(settings):
+                    return
+                results.append(intake_tasks.ingest_pass(settings, database))
+        except BaseException as e:  # noqa: BLE001 - reported by the caller's assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=polling_pass) for _ in range(passes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results, errors
+
+
+def test_overlapping_passes_never_lose_or_double_register_a_scan(settings: Settings, database: Database) -> None:
+    scans = 8
+    for trial in range(2):
+        for i in range(scans):
+            write_field_scan(settings.intake_dir / f"t{trial}" / f"scan_{i}.png", seed=1000 * trial + i)
+        results, errors = _race_passes(settings, database, passes=3)
+        assert errors == []
+        assert results
+        with database.session() as session:
+            counts = queries.status_counts(session)
+            assert counts[SlideStatus.QUEUED] == scans * (trial + 1)
+            assert counts[SlideStatus.DUPLICATE] == counts[SlideStatus.FAILED] == 0
+            stored = [Path(s.stored_path) for s in queries.list_slides(session)]
+        assert all(path.is_file() for path in stored)
+        assert len(set(stored)) == scans * (trial + 1)
+        assert not any(p.is_file() for p in settings.intake_dir.rglob("*"))
+
+
+def test_a_pass_leaves_the_files_to_the_pass_that_holds_the_lock(settings: Settings, database: Database) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=1)
+    with intake_tasks.intake_lock(settings, database) as held:
+        assert held is not None
+        assert intake_tasks.ingest_pass(settings, database) is None
+        assert (settings.intake_dir / "a.png").is_file()
+    done = intake_tasks.ingest_pass(settings, database)
+    assert done is not None
+    assert [o.status for o in done.outcomes] == ["queued"]

@@ -7,6 +7,7 @@ here and never write SQL or manage sessions of their own.
 
 from papscreen.db.queries.analyses import CellRecord, SummaryRecord, cells_of_slide, current_analysis, store_analysis
 from papscreen.db.queries.audit import list_events, record_event
+from papscreen.db.queries.locks import acquire_lock, lock_holder, release_lock, renew_lock
 from papscreen.db.queries.models import (
     get_champion,
     get_model_version,
@@ -54,6 +55,7 @@ __all__ = [
     "InvalidTransitionError",
     "ReviewedCell",
     "SummaryRecord",
+    "acquire_lock",
     "begin_analysis",
     "cells_of_slide",
     "claim_scan",
@@ -71,6 +73,7 @@ __all__ = [
     "list_model_versions",
     "list_slides",
     "list_training_runs",
+    "lock_holder",
     "mark_dispatched",
     "mark_slide_reviewed",
     "mark_stored",
@@ -79,7 +82,9 @@ __all__ = [
     "record_event",
     "register_model_version",
     "reject",
+    "release_lock",
     "renew_lease",
+    "renew_lock",
     "requeue_slide",
     "requeue_stale",
     "review_cell",
