@@ -127,6 +127,13 @@ class OrchestrationSettings(BaseModel):
         600.0, ge=5, description="An analysis renews its slide's lease; a slide whose lease ran out is queued again."
     )
     intake_batch: int = Field(100, ge=1, description="Most files one intake pass ingests (the rest wait a pass).")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Analyses of one slide that may be interrupted (worker killed, lease run out) before the slide is "
+        "quarantined with its last error instead of being queued again.",
+    )
     intake_lock_seconds: float = Field(
         900.0,
         ge=5,
@@ -224,6 +231,12 @@ class AnalysisSettings(BaseModel):
     skip_blank_tiles: bool = Field(True, description="Skip tiles with no stained material (mostly empty glass).")
     overlay_max_side: int = Field(2048, ge=64, le=16384, description="Longer side of the overlay thumbnail, px.")
     gallery_size: int = Field(30, ge=0, le=500, description="Most suspicious cells kept per class for the gallery.")
+    time_limit_seconds: float = Field(
+        3600.0,
+        ge=1,
+        description="Longest one analysis may run; a scan that takes longer is quarantined with the reason (a scan "
+        "that cannot be analysed in time must not hold the compute slot).",
+    )
 
     def reader_threads_here(self) -> int:
         """The reader threads to start on this machine (``reader_threads``, or half the cores, 2 to 4, for 0).

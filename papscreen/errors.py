@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "AnalysisTimeoutError",
     "AnnotationError",
     "CheckpointError",
     "ConfigError",
@@ -73,6 +74,18 @@ class DecompressionBombError(ImageError):
             f"image declares {pixels:,} pixels, over the limit of {limit_pixels:,} for a plain image; "
             "whole-slide scans must be pyramidal TIFF/SVS/NDPI/MRXS "
             "(raise PAPSCREEN_LIMITS__MAX_IMAGE_PIXELS if this image is genuine)",
+        )
+
+
+class AnalysisTimeoutError(ImageError):
+    """Analysing the scan took longer than the configured limit; it must not keep the compute slot."""
+
+    def __init__(self, path: str | Path, limit_seconds: float, phase: str) -> None:
+        self.limit_seconds = limit_seconds
+        super().__init__(
+            path,
+            f"analysis stopped after the time limit of {limit_seconds:.0f} s (during {phase}); "
+            "raise analysis.time_limit_seconds if scans this large are expected",
         )
 
 

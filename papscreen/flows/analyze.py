@@ -1,8 +1,10 @@
 """The analyze-slide flow: one run per slide, named after it, from queued to done (or failed, or quarantined).
 
-Bad input is final and recorded (the scan moves to quarantine; the run completes). Transient trouble (the
-database unreachable, CUDA out of memory) is retried by the tasks with back-off. Anything else marks the slide
-failed with the error and fails the run, so it shows red in the Prefect UI.
+Bad input is final and recorded (the scan moves to quarantine; the run completes); so is a scan whose analysis
+outruns ``analysis.time_limit_seconds``. Transient trouble (the database unreachable, CUDA out of memory) is
+retried by the tasks with back-off. Anything else, storing the result included, marks the slide failed with the
+error and fails the run, so it shows red in the Prefect UI. A worker stores a result only while it holds the
+slide's lease; one that lost it (the slide was requeued meanwhile) leaves the slide to whoever has it now.
 """
 
 from __future__ import annotations
@@ -58,16 +60,19 @@ def analyze_slide_flow(slide_id: int, slide_name: str = "", config: str | None =
             result = analyze_task.with_options(**retrying)(
                 slide_id, taken["stored_path"], champions, settings, database, owner
             )
+            crop_size = MODEL_CACHE.get(champions, settings).stage2.crop_size
+            stored = store_task.with_options(**retrying)(
+                slide_id, result, champions, settings, database, crop_size, run_id, started, owner
+            )
+        except queries.LeaseLostError as e:
+            logger.warning("%s", e)
+            return {"slide_id": slide_id, "status": "lost", "reason": str(e)}
         except ImageError as e:
             reason = f"cannot be analysed: {e.reason}"
             quarantine_stored_task.with_options(**retrying)(slide_id, reason, settings, database)
             return {"slide_id": slide_id, "status": "quarantined", "reason": reason}
         except Exception as e:
             with database.session() as session:
-                queries.fail_slide(session, slide_id, f"{type(e).__name__}: {e}")
+                queries.fail_slide(session, slide_id, f"{type(e).__name__}: {e}", owner=owner)
             raise
-        crop_size = MODEL_CACHE.get(champions, settings).stage2.crop_size
-        stored = store_task.with_options(**retrying)(
-            slide_id, result, champions, settings, database, crop_size, run_id, started
-        )
         return {"slide_id": slide_id, "status": "done", **stored}

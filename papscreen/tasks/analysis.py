@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,15 @@ from papscreen.config import Settings
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.queries import CellRecord, SummaryRecord
-from papscreen.db.schema import ModelStage, Slide
+from papscreen.db.schema import ModelStage
+from papscreen.errors import AnalysisTimeoutError
 from papscreen.imaging.image_io import write_rgb
 from papscreen.imaging.slides import open_slide
-from papscreen.intake import destination, move_file, write_reason
 from papscreen.pipeline import ModelPair, SlideResult, analyze, load_model_pair
+from papscreen.pipeline.engine import ProgressCallback
 from papscreen.pipeline.export import write_exports
 from papscreen.tasks.compute import compute_slot
+from papscreen.tasks.intake import quarantine_stored_scan
 from papscreen.tasks.retry import TransientError
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "quarantine_stored_task",
     "results_folder",
     "store_task",
+    "time_limit",
 ]
 
 MIN_OOM_BATCH = 8
@@ -164,8 +167,26 @@ def keep_lease(database: Database, slide_id: int, owner: str, lease_seconds: flo
         thread.join(timeout=5)
 
 
+def time_limit(path: str, limit_seconds: float, clock: Callable[[], float] = time.monotonic) -> ProgressCallback:
+    """A progress callback that stops the analysis once it has run ``limit_seconds``.
+
+    Checked at every tile and every stage-2 batch, so that one scan cannot hold the compute slot for ever.
+    """
+    deadline = clock() + limit_seconds
+
+    def check(phase: str, _done: int, _total: int) -> None:
+        if clock() > deadline:
+            raise AnalysisTimeoutError(path, limit_seconds, phase)
+
+    return check
+
+
 def analyze_with_oom_fallback(
-    path: str, pair: ModelPair, settings: Settings, warn: Callable[[str], None] = lambda _message: None
+    path: str,
+    pair: ModelPair,
+    settings: Settings,
+    warn: Callable[[str], None] = lambda _message: None,
+    progress: ProgressCallback | None = None,
 ) -> SlideResult:
     """Analyse; on CUDA out-of-memory, halve the stage-2 batch and try again (down to 8 crops)."""
     current = settings
@@ -174,7 +195,7 @@ def analyze_with_oom_fallback(
             with open_slide(
                 path, max_file_bytes=current.limits.max_file_bytes, max_image_pixels=current.limits.max_image_pixels
             ) as slide:
-                return analyze(slide, pair, current)
+                return analyze(slide, pair, current, progress=progress)
         except torch.cuda.OutOfMemoryError as e:
             torch.cuda.empty_cache()
             batch = current.batch.stage2_for(pair.device.type) // 2
@@ -190,18 +211,26 @@ def analyze_with_oom_fallback(
 def analyze_task(
     slide_id: int, stored_path: str, champions: Champions, settings: Settings, database: Database, owner: str
 ) -> SlideResult:
-    """Both stages on the stored scan, holding a slot of the compute limit (one GPU is never oversubscribed)."""
-    pair = MODEL_CACHE.get(champions, settings)
+    """Both stages on the stored scan, holding a slot of the compute limit (one GPU is never oversubscribed).
+
+    The slide's lease is renewed while the models load and the scan is analysed; the analysis stops at
+    ``analysis.time_limit_seconds`` (:class:`~papscreen.errors.AnalysisTimeoutError`).
+    """
 
     def record_lease(lease_id: str | None) -> None:
         with database.session() as session:
             queries.set_compute_lease(session, slide_id, lease_id)
 
-    with (
-        keep_lease(database, slide_id, owner, settings.orchestration.lease_seconds),
-        compute_slot(settings.orchestration.compute_limit, record_lease),
-    ):
-        result = analyze_with_oom_fallback(stored_path, pair, settings, get_run_logger().warning)
+    with keep_lease(database, slide_id, owner, settings.orchestration.lease_seconds):
+        pair = MODEL_CACHE.get(champions, settings)
+        with compute_slot(settings.orchestration.compute_limit, record_lease):
+            result = analyze_with_oom_fallback(
+                stored_path,
+                pair,
+                settings,
+                get_run_logger().warning,
+                progress=time_limit(stored_path, settings.analysis.time_limit_seconds),
+            )
     summary = result.summary
     get_run_logger().info(
         "slide %d: %d cells, %s, abnormal score %.3f (%s, %s, %.1f s)",
@@ -274,8 +303,27 @@ def store_task(
     crop_size: int,
     flow_run_id: str | None,
     started: float,
+    owner: str | None = None,
 ) -> dict[str, Any]:
-    """Write the exports, then cells and summary in one transaction (a re-run replaces, never duplicates)."""
+    """Write the exports, then cells and summary in one transaction (a re-run replaces, never duplicates).
+
+    Stored only while ``owner`` still holds the slide's lease (renewed meanwhile); a reviewer's labels survive.
+    """
+    with keep_lease(database, slide_id, owner, settings.orchestration.lease_seconds) if owner else nullcontext():
+        return _store(slide_id, result, champions, settings, database, crop_size, flow_run_id, started, owner)
+
+
+def _store(
+    slide_id: int,
+    result: SlideResult,
+    champions: Champions,
+    settings: Settings,
+    database: Database,
+    crop_size: int,
+    flow_run_id: str | None,
+    started: float,
+    owner: str | None,
+) -> dict[str, Any]:
     folder = results_folder(settings, slide_id, champions)
     write_exports(result, folder, overwrite=True)
     gallery = _write_gallery_crops(result, folder)
@@ -304,6 +352,7 @@ def store_task(
             summary=record,
             duration_s=time.perf_counter() - started,
             flow_run_id=flow_run_id,
+            owner=owner,
         )
         return {"analysis_id": analysis.id, "cells": summary.cell_count, "category": summary.category}
 
@@ -311,15 +360,6 @@ def store_task(
 @task(name="quarantine", cache_policy=NO_CACHE)
 def quarantine_stored_task(slide_id: int, reason: str, settings: Settings, database: Database) -> str | None:
     """A stored scan that turned out unreadable moves to quarantine, with its reason beside it."""
-    with database.session() as session:
-        slide: Slide = queries.get_slide(session, slide_id)  # type: ignore[assignment]
-        stored, name, received = slide.stored_path, slide.original_name, slide.received_at
-    moved: str | None = None
-    if stored and Path(stored).exists():
-        target = move_file(Path(stored), destination(settings.quarantine_dir, slide_id, name, received))  # type: ignore[arg-type]
-        write_reason(target, reason, {"slide_id": slide_id, "original_name": name})
-        moved = str(target)
-    with database.session() as session:
-        queries.quarantine_slide(session, slide_id, reason=reason, quarantined_path=moved or stored)
+    moved = quarantine_stored_scan(settings, database, slide_id, reason)
     get_run_logger().warning("slide %d quarantined: %s", slide_id, reason)
     return moved

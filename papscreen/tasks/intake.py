@@ -63,6 +63,7 @@ __all__ = [
     "ingest_task",
     "intake_lock",
     "owner_is_dead",
+    "quarantine_stored_scan",
     "recover_task",
     "recover_unstored",
     "settle_claims_task",
@@ -401,16 +402,43 @@ def _sidecar_reason(path: Path) -> str | None:
 
 @task(name="recover", cache_policy=NO_CACHE)
 def recover_task(settings: Settings, database: Database) -> list[int]:
-    """Requeue analyses whose worker died or whose lease ran out (safe from any pass, lock or not)."""
+    """Requeue analyses whose worker died or whose lease ran out (safe from any pass, lock or not).
+
+    A slide interrupted ``orchestration.max_attempts`` times is quarantined with the reason instead.
+    """
+    logger = get_run_logger()
     with database.session(write=True) as session:
-        stale = queries.requeue_stale(session, now=utcnow(), owner_is_dead=owner_is_dead)
-    for _slide_id, lease in stale:
-        if lease:
-            release_compute_lease(lease)
-    requeued = [slide_id for slide_id, _lease in stale]
+        stale = queries.requeue_stale(
+            session,
+            now=utcnow(),
+            owner_is_dead=owner_is_dead,
+            max_attempts=settings.orchestration.max_attempts,
+        )
+    for found in stale:
+        if found.compute_lease_id:
+            release_compute_lease(found.compute_lease_id)
+        if not found.requeued:
+            quarantine_stored_scan(settings, database, found.slide_id, found.reason)
+            logger.warning("slide %d quarantined: %s", found.slide_id, found.reason)
+    requeued = [found.slide_id for found in stale if found.requeued]
     if requeued:
-        get_run_logger().warning("queued again after an interrupted analysis: slides %s", requeued)
+        logger.warning("queued again after an interrupted analysis: slides %s", requeued)
     return requeued
+
+
+def quarantine_stored_scan(settings: Settings, database: Database, slide_id: int, reason: str) -> str | None:
+    """Move a stored scan that cannot be analysed to the quarantine, with its reason beside it; recorded."""
+    with database.session() as session:
+        slide = queries.get_slide(session, slide_id)
+        stored, name, received = slide.stored_path, slide.original_name, slide.received_at  # type: ignore[union-attr]
+    moved: str | None = None
+    if stored and Path(stored).exists():
+        target = move_file(Path(stored), destination(settings.quarantine_dir, slide_id, name, received))  # type: ignore[arg-type]
+        write_reason(target, reason, {"slide_id": slide_id, "original_name": name})
+        moved = str(target)
+    with database.session(write=True) as session:
+        queries.quarantine_slide(session, slide_id, reason=reason, quarantined_path=moved or stored)
+    return moved
 
 
 @task(name="settle claims", cache_policy=NO_CACHE)

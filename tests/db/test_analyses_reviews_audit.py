@@ -153,3 +153,40 @@ def test_audit_log_is_append_only_in_the_database(database: Database, change: st
         s.execute(statement)
     with database.session() as s:
         assert [e.actor for e in queries.list_events(s)] == ["papscreen"]
+
+
+def test_a_rerun_keeps_reviewer_labels_on_the_same_cells(database: Database, processing_slide: int) -> None:
+    with database.session() as s:
+        m1, m2 = _models(s, "v1")
+        queries.store_analysis(
+            s, slide_id=processing_slide, stage1_model_id=m1, stage2_model_id=m2, cells=_cells(3), summary=_summary(3)
+        )
+        first, second, _ = sorted(queries.cells_of_slide(s, processing_slide), key=lambda c: c.x)
+        queries.review_cell(s, first.id, label="HSIL", reviewer="ct.jones")
+        queries.review_cell(s, second.id, label="LSIL", reviewer="ct.jones")
+    rerun = [c for c in _cells(3, "SCC") if c.x != second.x]  # the same cells but one, graded otherwise
+    with database.session() as s:
+        queries.store_analysis(
+            s, slide_id=processing_slide, stage1_model_id=m1, stage2_model_id=m2, cells=rerun, summary=_summary(2)
+        )
+    with database.session() as s:
+        cells = sorted(queries.cells_of_slide(s, processing_slide), key=lambda c: c.x)
+        reviewed = {c.id: (c.reviewer_label, c.predicted_class) for c in cells if c.reviewer_label}
+        assert reviewed == {first.id: ("HSIL", "SCC"), second.id: ("LSIL", "NILM")}  # kept, the first regraded
+        assert len(cells) == 3
+
+
+def test_a_result_is_stored_only_under_the_workers_lease(database: Database) -> None:
+    with database.session() as s:
+        slide_id = queries.claim_scan(s, sha256="d" * 64, original_name="s.png", size_bytes=1).slide.id
+        m1, m2 = _models(s, "v1")
+    store = {"stage1_model_id": m1, "stage2_model_id": m2, "cells": _cells(1), "summary": _summary(1)}
+    with database.session() as s, pytest.raises(queries.LeaseLostError, match="queued"):
+        queries.store_analysis(s, slide_id=slide_id, owner="host:1", **store)
+    with database.session() as s:
+        queries.begin_analysis(s, slide_id, owner="host:1", lease_seconds=60)
+    with database.session() as s, pytest.raises(queries.LeaseLostError, match="no longer analysed by host:2"):
+        queries.store_analysis(s, slide_id=slide_id, owner="host:2", **store)
+    with database.session() as s:
+        queries.store_analysis(s, slide_id=slide_id, owner="host:1", **store)
+        assert queries.get_slide(s, slide_id).status == SlideStatus.DONE

@@ -45,7 +45,9 @@ def test_dead_owner_or_expired_lease_is_queued_again_with_its_compute_lease(data
         queries.begin_analysis(session, alive, owner="host:222", lease_seconds=600)
     with database.session() as session:
         stale = queries.requeue_stale(session, now=utcnow(), owner_is_dead=lambda owner: owner == "host:111")
-    assert sorted(stale) == sorted([(dead, "lease-1"), (expired, None)])
+    assert sorted((s.slide_id, s.compute_lease_id, s.requeued) for s in stale) == sorted(
+        [(dead, "lease-1", True), (expired, None, True)]
+    )
     with database.session() as session:
         assert queries.get_slide(session, dead).status == SlideStatus.QUEUED
         assert queries.get_slide(session, dead).compute_lease_id is None
@@ -103,3 +105,18 @@ def test_rescore_selects_slides_scored_by_other_models(database: Database) -> No
         ]
         queries.requeue_slide(session, slide_id, reason="rescore")
         assert queries.get_slide(session, slide_id).status == SlideStatus.QUEUED
+
+
+def test_a_slide_interrupted_too_often_is_failed_not_queued_again(database: Database) -> None:
+    slide_id = _queued(database, "poison.png")
+    for attempt in range(1, 4):
+        with database.session() as session:
+            assert queries.begin_analysis(session, slide_id, owner="host:111", lease_seconds=-1) is not None
+        with database.session() as session:
+            (stale,) = queries.requeue_stale(session, now=utcnow(), owner_is_dead=lambda _o: False, max_attempts=3)
+        assert stale.requeued == (attempt < 3)
+    with database.session() as session:
+        slide = queries.get_slide(session, slide_id)
+        assert slide.status == SlideStatus.FAILED
+        assert "interrupted 3 times" in slide.error
+        assert slide.lease_owner is None

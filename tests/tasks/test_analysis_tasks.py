@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from papscreen.config import Settings
+from papscreen.errors import AnalysisTimeoutError
 from papscreen.pipeline import CellTable
 from papscreen.tasks import analysis
 from papscreen.tasks.retry import TransientError, is_transient
@@ -26,7 +27,7 @@ class _Slide:
 def test_cuda_out_of_memory_halves_the_batch_until_it_fits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     batches: list[int] = []
 
-    def fake_analyze(_slide: object, _pair: object, settings: Settings) -> str:
+    def fake_analyze(_slide: object, _pair: object, settings: Settings, **_kwargs: object) -> str:
         batches.append(settings.batch.stage2_inference_gpu)
         if settings.batch.stage2_inference_gpu > 64:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -46,7 +47,7 @@ def test_cuda_out_of_memory_halves_the_batch_until_it_fits(monkeypatch: pytest.M
 def test_out_of_memory_at_the_smallest_batch_is_a_transient_failure(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def always_oom(*_args: object) -> None:
+    def always_oom(*_args: object, **_kwargs: object) -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(analysis, "analyze", always_oom)
@@ -70,3 +71,12 @@ def test_cell_rows_carry_the_crop_box_and_probabilities() -> None:
     assert row.predicted_class == "HSIL"
     assert row.suspicion == pytest.approx(0.9)
     assert row.probabilities["HSIL"] == pytest.approx(0.6)
+
+
+def test_the_time_limit_stops_an_analysis_at_its_next_tile() -> None:
+    now = [0.0]
+    check = analysis.time_limit("big.tif", 60.0, clock=lambda: now[0])
+    check("stage1", 1, 10)
+    now[0] = 61.0
+    with pytest.raises(AnalysisTimeoutError, match="time limit of 60 s \\(during stage1\\)"):
+        check("stage1", 2, 10)

@@ -5,7 +5,14 @@ caller composes several calls into one transaction. Flows, the command line and 
 here and never write SQL or manage sessions of their own.
 """
 
-from papscreen.db.queries.analyses import CellRecord, SummaryRecord, cells_of_slide, current_analysis, store_analysis
+from papscreen.db.queries.analyses import (
+    CellRecord,
+    LeaseLostError,
+    SummaryRecord,
+    cells_of_slide,
+    current_analysis,
+    store_analysis,
+)
 from papscreen.db.queries.audit import list_events, record_event
 from papscreen.db.queries.locks import acquire_lock, lock_holder, release_lock, renew_lock
 from papscreen.db.queries.models import (
@@ -20,6 +27,7 @@ from papscreen.db.queries.reviews import ReviewedCell, mark_slide_reviewed, revi
 from papscreen.db.queries.slides import (
     Claim,
     InvalidTransitionError,
+    StaleAnalysis,
     begin_analysis,
     claim_scan,
     dispatchable_slides,
@@ -53,7 +61,9 @@ __all__ = [
     "CellRecord",
     "Claim",
     "InvalidTransitionError",
+    "LeaseLostError",
     "ReviewedCell",
+    "StaleAnalysis",
     "SummaryRecord",
     "acquire_lock",
     "begin_analysis",

@@ -9,10 +9,25 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from papscreen.db.queries.slides import move_status, require_slide
+from papscreen.db.queries.slides import InvalidTransitionError, move_status, require_slide
 from papscreen.db.schema import Analysis, AnalysisStatus, Cell, SlideStatus, utcnow
 
-__all__ = ["CellRecord", "SummaryRecord", "cells_of_slide", "current_analysis", "store_analysis"]
+__all__ = [
+    "SAME_CELL_PX",
+    "CellRecord",
+    "LeaseLostError",
+    "SummaryRecord",
+    "cells_of_slide",
+    "current_analysis",
+    "store_analysis",
+]
+
+SAME_CELL_PX = 2.0
+"""A re-run's cell within this many pixels (each axis) of a reviewed cell is the same cell."""
+
+
+class LeaseLostError(InvalidTransitionError):
+    """A worker tried to store a result for a slide it no longer analyses (requeued, quarantined, taken)."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +68,25 @@ def store_analysis(
     summary: SummaryRecord,
     duration_s: float | None = None,
     flow_run_id: str | None = None,
+    owner: str | None = None,
 ) -> Analysis:
     """Store a finished analysis and make it the slide's current result, in the caller's transaction.
 
     Idempotent per (slide, stage-1 model, stage-2 model): a re-run replaces that analysis' cells and never
-    adds a second set. An analysis by other models is kept, so every result stays attributable.
+    adds a second set, but a reviewer's label is never lost: a reviewed cell keeps its row and label, taking
+    the new grading of the cell found at the same place (within :data:`SAME_CELL_PX`), and stays even when
+    none is. An analysis by other models is kept, so every result stays attributable.
+
+    ``owner``: the analysing worker. When given (as every analysis run does), the result is stored only if the
+    slide is still ``processing`` under that worker's lease; otherwise :class:`LeaseLostError` (the slide was
+    requeued, quarantined or taken by another worker meanwhile).
     """
     slide = require_slide(session, slide_id)
+    if owner is not None and (slide.status != SlideStatus.PROCESSING or slide.lease_owner != owner):
+        raise LeaseLostError(
+            f"slide {slide_id} is {slide.status.value} (lease: {slide.lease_owner or 'none'}), no longer analysed "
+            f"by {owner}: its result is not stored"
+        )
     analysis = session.scalars(
         select(Analysis).where(
             Analysis.slide_id == slide_id,
@@ -72,7 +99,7 @@ def store_analysis(
         session.add(analysis)
         session.flush()
     else:
-        session.execute(delete(Cell).where(Cell.analysis_id == analysis.id))
+        cells = _keep_reviews(session, analysis.id, cells)
     if cells:
         session.execute(
             insert(Cell),
@@ -102,6 +129,28 @@ def store_analysis(
     session.flush()
     session.expire(analysis, ["cells"])
     return analysis
+
+
+def _keep_reviews(session: Session, analysis_id: int, cells: Sequence[CellRecord]) -> list[CellRecord]:
+    """Drop an analysis' unreviewed cells; update reviewed ones from the new cell at their place.
+
+    Returns the new cells still to insert (those no reviewed cell stands for).
+    """
+    session.execute(delete(Cell).where(Cell.analysis_id == analysis_id, Cell.reviewer_label.is_(None)))
+    reviewed = session.scalars(select(Cell).where(Cell.analysis_id == analysis_id)).all()
+    remaining = list(cells)
+    for old in reviewed:
+        match = min(
+            (c for c in remaining if abs(c.x - old.x) <= SAME_CELL_PX and abs(c.y - old.y) <= SAME_CELL_PX),
+            key=lambda c: (c.x - old.x) ** 2 + (c.y - old.y) ** 2,
+            default=None,
+        )
+        if match is None:
+            continue
+        remaining.remove(match)
+        for name, value in asdict(match).items():
+            setattr(old, name, value)
+    return remaining
 
 
 def current_analysis(session: Session, slide_id: int) -> Analysis | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from papscreen.db.schema import Slide, SlideStatus, utcnow
 __all__ = [
     "Claim",
     "InvalidTransitionError",
+    "StaleAnalysis",
     "begin_analysis",
     "claim_scan",
     "dispatchable_slides",
@@ -211,9 +213,15 @@ def start_processing(session: Session, slide_id: int, *, flow_run_id: str | None
     return slide
 
 
-def fail_slide(session: Session, slide_id: int, error: str) -> Slide:
-    """-> failed, keeping the error for people to read; the lease is released."""
+def fail_slide(session: Session, slide_id: int, error: str, *, owner: str | None = None) -> Slide | None:
+    """-> failed, keeping the error for people to read; the lease is released.
+
+    ``owner``: an analysing worker failing its own analysis; nothing changes (``None``) when the slide is no
+    longer processing under its lease (it was requeued and another worker may have it).
+    """
     slide = require_slide(session, slide_id)
+    if owner is not None and (slide.status != SlideStatus.PROCESSING or slide.lease_owner != owner):
+        return None
     move_status(slide, SlideStatus.FAILED)
     slide.error = error
     slide.finished_at = utcnow()
@@ -407,26 +415,46 @@ def set_compute_lease(session: Session, slide_id: int, lease_id: str | None) -> 
     require_slide(session, slide_id).compute_lease_id = lease_id
 
 
+class StaleAnalysis(NamedTuple):
+    """An analysis found dead by :func:`requeue_stale`: queued again, or given up (``requeued`` False)."""
+
+    slide_id: int
+    compute_lease_id: str | None
+    requeued: bool
+    reason: str
+
+
 def requeue_stale(
-    session: Session, *, now: datetime, owner_is_dead: Callable[[str], bool]
-) -> list[tuple[int, str | None]]:
+    session: Session,
+    *,
+    now: datetime,
+    owner_is_dead: Callable[[str], bool],
+    max_attempts: int | None = None,
+) -> list[StaleAnalysis]:
     """Queue again every slide whose analysis died: its lease ran out, or its owner process is gone.
 
     ``owner_is_dead(owner)`` answers for owners it can check (processes on this host); others wait for
-    their lease to run out. Returns ``(slide id, compute lease id)`` pairs: the caller releases each dead
+    their lease to run out. A slide that has already been taken ``max_attempts`` times is not queued again:
+    it is marked failed with the reason (``requeued`` False), for the caller to quarantine its scan, so that a
+    scan that kills its worker cannot take the compute slot for ever. The caller also releases each dead
     analysis' compute slot, which would otherwise stay taken until Prefect's own lease expires.
     """
     stuck = session.scalars(select(Slide).where(Slide.status == SlideStatus.PROCESSING).order_by(Slide.id)).all()
-    requeued = []
+    found = []
     for slide in stuck:
         expired = slide.lease_expires_at is None or slide.lease_expires_at < now
         if expired or (slide.lease_owner and owner_is_dead(slide.lease_owner)):
             why = "its lease ran out" if expired else f"its worker {slide.lease_owner} is gone"
             lease = slide.compute_lease_id
-            requeue_slide(session, slide.id, reason=f"analysis interrupted: {why}")
             slide.compute_lease_id = None
-            requeued.append((slide.id, lease))
-    return requeued
+            if max_attempts is not None and slide.attempts >= max_attempts:
+                reason = f"analysis interrupted {slide.attempts} times (the last time {why}): not tried again"
+                fail_slide(session, slide.id, reason)
+                found.append(StaleAnalysis(slide.id, lease, False, reason))
+                continue
+            requeue_slide(session, slide.id, reason=f"analysis interrupted: {why}")
+            found.append(StaleAnalysis(slide.id, lease, True, why))
+    return found
 
 
 def slides_to_rescore(session: Session, *, since: datetime, stage1_model_id: int, stage2_model_id: int) -> list[int]:
