@@ -18,7 +18,15 @@ from PIL import Image, UnidentifiedImageError
 
 from papscreen.errors import CorruptImageError, DecompressionBombError, UnsupportedImageError
 
-__all__ = ["PLAIN_IMAGE_SUFFIXES", "image_size", "read_rgb", "to_rgb8", "write_rgb"]
+__all__ = [
+    "PLAIN_IMAGE_SUFFIXES",
+    "declared_pixels",
+    "image_size",
+    "pillow_pixel_limit",
+    "read_rgb",
+    "to_rgb8",
+    "write_rgb",
+]
 
 PLAIN_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 DEFAULT_MAX_PIXELS = 250_000_000
@@ -28,7 +36,7 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
+def pillow_pixel_limit(limit: int | None) -> Iterator[None]:
     """Apply papscreen's pixel limit to Pillow's header check, for this call only."""
     with _PILLOW_LIMIT_LOCK:
         previous = Image.MAX_IMAGE_PIXELS
@@ -39,10 +47,10 @@ def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = previous
 
 
-def _declared_pixels(path: Path) -> int:
+def declared_pixels(path: Path) -> int:
     """Header-only pixel count, for the message about an image Pillow refused outright."""
     try:
-        with _pillow_pixel_limit(None), Image.open(path) as image:
+        with pillow_pixel_limit(None), Image.open(path) as image:
             return image.size[0] * image.size[1]
     except (OSError, UnidentifiedImageError, ValueError):
         return -1
@@ -54,13 +62,13 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     if path.stat().st_size == 0:
         raise CorruptImageError(path, "file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings(), _pillow_pixel_limit(max_pixels):
+        with warnings.catch_warnings(), pillow_pixel_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
     except UnidentifiedImageError as e:
         raise CorruptImageError(path, "not a readable image (unknown or damaged format)") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DecompressionBombError(path, _declared_pixels(path), max_pixels) from e
+        raise DecompressionBombError(path, declared_pixels(path), max_pixels) from e
     except OSError as e:
         raise CorruptImageError(path, f"cannot open image: {e}") from e
     width, height = image.size
@@ -93,20 +101,33 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
     """
     mode = image.mode
     if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
-        if mode == "F":
-            low, high = float(array.min()), float(array.max())
-            array = (array - low) / max(high - low, 1e-12) * 255.0
-        else:
-            array = array / top * 255.0
-        grey = np.clip(np.rint(array), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
+        return _grey_to_rgb8(np.asarray(image), mode)
     if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
     return np.asarray(image.convert("RGB"))
+
+
+_ROWS_AT_ONCE = 256
+"""Rows of a high-bit-depth image scaled at a time: memory stays near the 8-bit result, never a float64 copy."""
+
+
+def _grey_to_rgb8(array: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a 16-bit, 32-bit or float grey image to uint8 RGB in row blocks (see :func:`to_rgb8`)."""
+    if mode == "F":
+        low, high = float(array.min()), float(array.max())
+        scale = 255.0 / max(high - low, 1e-12)
+    else:
+        low = 0.0
+        scale = 255.0 / (65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0))
+    out = np.empty((*array.shape[:2], 3), np.uint8)
+    for start in range(0, array.shape[0], _ROWS_AT_ONCE):
+        block = array[start : start + _ROWS_AT_ONCE].astype(np.float32)
+        block -= low
+        block *= scale
+        out[start : start + _ROWS_AT_ONCE] = np.clip(np.rint(block), 0, 255).astype(np.uint8)[..., None]
+    return out
 
 
 def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

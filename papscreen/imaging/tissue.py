@@ -25,8 +25,13 @@ __all__ = ["tile_has_tissue", "tissue_mask"]
 _OD_LUT = -np.log10((np.arange(256, dtype=np.float64) + 1.0) / 256.0)
 
 
+OPAQUE_OD = 1.3
+"""A pixel whose every channel is darker than this optical density (intensity below about 13 of 255) is opaque:
+black, not stained material. The darkest stained nuclei stay well under it (their brightest channel ~0.6)."""
+
+
 def tissue_mask(rgb: np.ndarray, *, od_threshold: float = 0.08, dilate_px: int = 2) -> np.ndarray:
-    """Boolean mask of the pixels that hold stained material (cells, mucus, debris), not bare glass.
+    """Boolean mask of the pixels that hold stained material (cells, mucus, debris), not bare glass nor black.
 
     Args:
         rgb: HxWx3 uint8 RGB image, typically a slide thumbnail.
@@ -45,8 +50,8 @@ def tissue_mask(rgb: np.ndarray, *, od_threshold: float = 0.08, dilate_px: int =
 
     Examples:
         >>> white = np.full((20, 30, 3), 255, np.uint8)
-        >>> bool(tissue_mask(white).any())
-        False
+        >>> bool(tissue_mask(white).any()), bool(tissue_mask(np.zeros((20, 30, 3), np.uint8)).any())
+        (False, False)
         >>> stained = white.copy()
         >>> stained[5:10, 10:15] = (90, 60, 140)  # a dark violet nucleus
         >>> mask = tissue_mask(stained, dilate_px=1)
@@ -58,8 +63,9 @@ def tissue_mask(rgb: np.ndarray, *, od_threshold: float = 0.08, dilate_px: int =
         raise ValueError(f"od_threshold must be a finite optical density >= 0, got {od_threshold}")
     if dilate_px < 0:
         raise ValueError(f"dilate_px must be >= 0, got {dilate_px}")
-    # OD falls as intensity rises, so the most absorbing channel is the darkest one.
-    mask = _OD_LUT[image.min(axis=2)] > od_threshold
+    # OD falls as intensity rises, so the most absorbing channel is the darkest one. A pixel dark in every
+    # channel (black: a label, pen, the slide's edge, an empty 16-bit frame) is opaque, not stain.
+    mask = (_OD_LUT[image.min(axis=2)] > od_threshold) & (_OD_LUT[image.max(axis=2)] <= OPAQUE_OD)
     if dilate_px == 0 or not mask.any():
         return mask
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from papscreen.imaging.image_io import write_rgb
 from papscreen.imaging.slides import ArraySlideReader
 from papscreen.intake import probe
 from papscreen.intake.probe import ScanInfo, probe_scan
-from tests.bad_files import png_declaring
+from tests.bad_files import jpeg_declaring, png_declaring
 
 LIMITS = LimitSettings()
 
@@ -156,3 +158,22 @@ def test_a_large_smallest_level_is_read_only_in_its_middle(monkeypatch: pytest.M
     slide = _RecordingSlide(np.zeros((2048, 4096, 3), np.uint8), downsamples=(1, 2))
     probe._read_samples(slide)
     assert slide.reads == [((1536, 512), 1, (512, 512)), ((1792, 768), 0, (512, 512))]
+
+
+def test_a_jpeg_declaring_too_many_pixels_is_refused_as_a_bomb(tmp_path: Path) -> None:
+    path = jpeg_declaring(tmp_path / "huge.jpg", 30_000, 10_000)  # 300 MP: over Pillow's own limit too
+    with pytest.raises(DecompressionBombError, match="300,000,000 pixels"):
+        probe_scan(path, LimitSettings())
+
+
+def test_probing_a_100_megapixel_16_bit_scan_stays_well_under_2_gb(tmp_path: Path) -> None:
+    path = tmp_path / "black16.png"
+    Image.fromarray(np.zeros((10_000, 10_000), np.uint16)).save(path)  # 194 KB on disk, 100 MP of 16-bit
+    code = (
+        "import resource, sys; from pathlib import Path; from papscreen.config import LimitSettings; "
+        "from papscreen.intake.probe import probe_scan; probe_scan(Path(sys.argv[1]), LimitSettings()); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    peak_mib = int(done.stdout.split()[-1]) / 1024
+    assert peak_mib < 1536, f"probing took {peak_mib:.0f} MiB"  # 3.7 GB before: float64 copies

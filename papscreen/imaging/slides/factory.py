@@ -17,8 +17,8 @@ import openslide
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from papscreen.errors import CorruptImageError, FileTooLargeError, UnsupportedImageError
-from papscreen.imaging.image_io import DEFAULT_MAX_PIXELS, PLAIN_IMAGE_SUFFIXES
+from papscreen.errors import CorruptImageError, DecompressionBombError, FileTooLargeError, UnsupportedImageError
+from papscreen.imaging.image_io import DEFAULT_MAX_PIXELS, PLAIN_IMAGE_SUFFIXES, declared_pixels, pillow_pixel_limit
 from papscreen.imaging.slides.base import SlideReader
 from papscreen.imaging.slides.openslide_reader import OpenSlideReader
 from papscreen.imaging.slides.plain import PlainImageReader
@@ -76,7 +76,7 @@ def open_slide(
     vendor = _openslide_vendor(path)
     if vendor is not None:
         return OpenSlideReader(path)
-    image_format = _pillow_format(path)
+    image_format = _pillow_format(path, max_image_pixels)
     if image_format is None:
         if path.suffix.lower() in PLAIN_IMAGE_SUFFIXES | SLIDE_SUFFIXES:
             raise CorruptImageError(
@@ -99,14 +99,18 @@ def _openslide_vendor(path: Path) -> str | None:
         return None
 
 
-def _pillow_format(path: Path) -> str | None:
-    """Pillow's name for the format, from the header only; ``None`` when Pillow does not recognise it."""
+def _pillow_format(path: Path, max_image_pixels: int) -> str | None:
+    """Pillow's name for the format, from the header only; ``None`` when Pillow does not recognise it.
+
+    Raises:
+        DecompressionBombError: the header declares more than ``max_image_pixels`` pixels (any format).
+    """
     try:
-        with warnings.catch_warnings(), Image.open(path) as image:
+        with warnings.catch_warnings(), pillow_pixel_limit(max_image_pixels), Image.open(path) as image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return image.format
-    except Image.DecompressionBombError:
-        return "PNG" if path.suffix.lower() == ".png" else path.suffix.lstrip(".").upper() or "unknown"
+    except Image.DecompressionBombError as e:
+        raise DecompressionBombError(path, declared_pixels(path), max_image_pixels) from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
