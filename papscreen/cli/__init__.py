@@ -6,6 +6,7 @@ Each command group lives in its own module; this module builds the settings once
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +31,7 @@ from papscreen.cli import (
     train_real_cmd,
     users_cmd,
 )
-from papscreen.cli.common import AppState
+from papscreen.cli.common import AppState, err_console
 
 __all__ = ["app", "main"]
 
@@ -75,6 +76,27 @@ app.add_typer(service_cmd.app)
 app.add_typer(users_cmd.app, name="users")
 
 
+EPHEMERAL_SERVER_WAIT_S = "180"
+"""How long a one-shot command waits for its temporary Prefect server (Prefect's default, 20 s, is too short on
+a busy 2-core machine). Only a default: an operator's ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` wins."""
+
+_EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_SERVER_WAIT_S)
+    try:
+        app()
+    except RuntimeError as e:
+        if _EPHEMERAL_TIMEOUT not in str(e):
+            raise
+        timeout = os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]
+        err_console.print(
+            f"[bold red]error:[/] the temporary Prefect server did not start within {timeout} s (is the machine "
+            "very busy?). Try again, raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run `papscreen up` "
+            "so that commands use its server.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from e

@@ -23,13 +23,16 @@ from pathlib import Path
 from papscreen.config import IntakeSettings
 from papscreen.errors import ConfigError
 
-__all__ = ["MARKER_SUFFIX", "TEMPORARY_SUFFIXES", "Arrival", "Scan", "printable", "scan_intake"]
+__all__ = ["MARKER_SUFFIX", "TEMPORARY_PREFIXES", "TEMPORARY_SUFFIXES", "Arrival", "Scan", "printable", "scan_intake"]
 
 MARKER_SUFFIX = ".done"
 """``NAME.done`` beside ``NAME`` says the writer has finished it, whatever its mtime."""
 
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 """Names that copy tools and browsers give a file until it is complete; never scans, whatever the pattern."""
+
+TEMPORARY_PREFIXES = (".", "~$")
+"""Hidden files (``rsync`` writes ``.name.XXXX`` until done, LibreOffice ``.~lock``) and Office's ``~$`` owner files."""
 
 
 def printable(text: str) -> str:
@@ -143,9 +146,9 @@ def _candidates(root: Path, recursive: bool) -> Iterator[Path]:
 
 
 def _ignored(filename: str) -> bool:
-    """Hidden files, markers and names that copy tools use for unfinished files."""
+    """Hidden files, markers and names that copy tools and editors use for unfinished or lock files."""
     lowered = filename.lower()
-    return filename.startswith(".") or lowered.endswith((MARKER_SUFFIX, *TEMPORARY_SUFFIXES))
+    return filename.startswith(TEMPORARY_PREFIXES) or lowered.endswith((MARKER_SUFFIX, *TEMPORARY_SUFFIXES))
 
 
 def _matches(filename: str, patterns: list[str]) -> bool:

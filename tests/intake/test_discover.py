@@ -83,7 +83,16 @@ def test_patterns_match_case_insensitively_on_the_name(intake: Path) -> None:
 
 
 def test_hidden_entries_markers_and_partial_downloads_are_ignored(intake: Path) -> None:
-    names = [".hidden.jpg", ".sync/a.jpg", "x.jpg.part", "x.tmp", "x.PARTIAL", "x.jpg.crdownload", "x.jpg.done"]
+    names = [
+        ".hidden.jpg",
+        ".sync/a.jpg",
+        "x.jpg.part",
+        "x.tmp",
+        "x.PARTIAL",
+        "x.jpg.crdownload",
+        "x.jpg.done",
+        "~$scan.jpg",
+    ]
     for name in [*names, "kept.jpg"]:
         _file(intake, name)
     assert _names(intake, IntakeSettings(patterns=["*"], settle_seconds=5)) == (["kept.jpg"], [])
