@@ -201,6 +201,15 @@ class DashboardSettings(BaseModel):
     prefect_ui_url: str | None = Field(
         None, description="Prefect UI for links to flow runs (default: from PREFECT_API_URL, else the local server)."
     )
+    address: str = Field(
+        "127.0.0.1",
+        description="Interface the dashboard listens on; anything but loopback is refused while it has no users.",
+    )
+    open_access_on_network: bool = Field(
+        False,
+        description="Let a dashboard without users listen beyond loopback; only where the port is reachable from "
+        "this machine alone (Compose sets it: the container's port is published on the host's 127.0.0.1).",
+    )
 
 
 class LimitSettings(BaseModel):

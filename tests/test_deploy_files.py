@@ -92,7 +92,7 @@ def test_prefect_server(compose: dict[str, Any]) -> None:
     assert server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
     assert server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].endswith("@postgres:5432/prefect")
     assert server["environment"]["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    assert "4200:4200" in server["ports"]
+    assert server["ports"] == ["127.0.0.1:4200:4200"]  # published on this machine only
 
 
 @pytest.mark.parametrize("name", PAPSCREEN_SERVICES)
@@ -142,7 +142,9 @@ def test_worker_reserves_an_nvidia_gpu(compose: dict[str, Any]) -> None:
 def test_dashboard(compose: dict[str, Any]) -> None:
     dashboard = compose["services"]["dashboard"]
     assert _command(dashboard) == "papscreen dashboard --port 8501"
-    assert "8501:8501" in dashboard["ports"]
+    assert dashboard["ports"] == ["127.0.0.1:8501:8501"]  # published on this machine only
+    assert dashboard["environment"]["PAPSCREEN_DATABASE_URL"].endswith("@postgres:5432/papscreen")
+    assert dashboard["environment"]["PAPSCREEN_DASHBOARD__ADDRESS"] == "0.0.0.0"
 
 
 # prefect.yaml

@@ -16,15 +16,36 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from papscreen.config import Settings
+from papscreen.errors import ConfigError
 
-__all__ = ["APP_PATH", "start_dashboard", "stop_process", "streamlit_command"]
+__all__ = ["APP_PATH", "check_address", "start_dashboard", "stop_process", "streamlit_command"]
 
 APP_PATH = Path(__file__).resolve().parent / "serve" / "streamlit_app.py"
 """The script Streamlit serves; not ``app.py`` itself, which sits beside ``pages/`` (see its docstring)."""
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_address(settings: Settings) -> None:
+    """Refuse to serve a dashboard without users beyond this machine (anyone on the network could open it).
+
+    Raises:
+        ConfigError: ``dashboard.address`` is not loopback, no users file exists and
+            ``dashboard.open_access_on_network`` is not set.
+    """
+    board = settings.dashboard
+    users_file = board.users_file
+    if board.address in LOOPBACK or board.open_access_on_network or (users_file and users_file.is_file()):
+        return
+    raise ConfigError(
+        f"the dashboard has no users yet, so it will not listen on {board.address} (anyone on the network could "
+        "open it): add a user first (`papscreen users add NAME`), or leave dashboard.address at 127.0.0.1"
+    )
+
+
 def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
-    """The command line that serves the dashboard (headless, no usage statistics, all interfaces).
+    """The command line that serves the dashboard (headless, no usage statistics, on ``dashboard.address``).
 
     Examples:
         >>> cmd = streamlit_command(Settings(home="/tmp/lab"), port=8600)
@@ -45,7 +66,7 @@ def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
         "--browser.gatherUsageStats",
         "false",
         "--server.address",
-        "0.0.0.0",
+        settings.dashboard.address,
     ]
 
 
@@ -54,11 +75,15 @@ def start_dashboard(
 ) -> subprocess.Popen[bytes]:
     """Start the dashboard server in a new process group and return at once (it serves in a few seconds).
 
+    Raises:
+        ConfigError: see :func:`check_address`.
+
     Args:
         settings: the caller's settings; their port is the default.
         port: overrides ``orchestration.dashboard_port``.
         env: the child's environment (default: this process's, so ``PAPSCREEN_*`` pass through).
     """
+    check_address(settings)
     child_env = dict(os.environ if env is None else env)
     return subprocess.Popen(streamlit_command(settings, port), env=child_env, start_new_session=True)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from papscreen.config import load_settings
-from papscreen.dashboard.launch import APP_PATH, start_dashboard, stop_process, streamlit_command
+from papscreen.dashboard.launch import APP_PATH, check_address, start_dashboard, stop_process, streamlit_command
+from papscreen.errors import ConfigError
 
 SERVE_DEADLINE_S = 60.0
 POLL_S = 0.2
@@ -42,8 +43,17 @@ def test_streamlit_command(port: int | None, expected: str) -> None:
         "--server.port": expected,
         "--server.headless": "true",
         "--browser.gatherUsageStats": "false",
-        "--server.address": "0.0.0.0",
+        "--server.address": "127.0.0.1",
     }
+
+
+def test_a_dashboard_without_users_is_refused_beyond_loopback(tmp_path: Path) -> None:
+    open_board = load_settings(home=tmp_path, dashboard={"address": "0.0.0.0"})
+    with pytest.raises(ConfigError, match="no users yet"):
+        start_dashboard(open_board)
+    check_address(load_settings(home=tmp_path, dashboard={"address": "0.0.0.0", "open_access_on_network": True}))
+    (tmp_path / "users.toml").write_text("")  # once users exist, sign-in protects it
+    check_address(load_settings(home=tmp_path, dashboard={"address": "0.0.0.0"}))
 
 
 def test_streamlit_command_uses_the_configured_port(monkeypatch: pytest.MonkeyPatch) -> None:
