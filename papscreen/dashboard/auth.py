@@ -13,10 +13,14 @@ with mode 0600, and is managed with ``papscreen users add|remove|list``::
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import tempfile
+import threading
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ __all__ = [
     "SESSION_USER_KEY",
     "WRONG_CREDENTIALS",
     "PasswordError",
+    "SignInThrottle",
     "User",
     "UsersFileError",
     "add_user",
@@ -48,6 +53,9 @@ MAX_PASSWORD_BYTES = 72
 MIN_PASSWORD_CHARS = 8
 SESSION_USER_KEY = "papscreen_user"
 WRONG_CREDENTIALS = "wrong name or password"
+LOCKOUT_FAILURES = 5
+LOCKOUT_SECONDS = 15 * 60
+"""Five failed sign-ins for a name within 15 minutes lock it for 15 minutes from the last one."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
 _KNOWN_KEYS = {"password_hash", "display_name"}
@@ -306,6 +314,60 @@ def signed_in_user(users: dict[str, User]) -> User | None:
     return user
 
 
+class SignInThrottle:
+    """Failed sign-ins per name: each failure makes the next answer slower, and too many lock the name a while.
+
+    Kept by the dashboard's server process (shared by every browser session), so a second tab or a reload does
+    not reset it. A correct password after the lock has passed clears the count.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = LOCKOUT_FAILURES,
+        lockout_seconds: float = LOCKOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures, self.lockout_seconds, self.clock = max_failures, lockout_seconds, clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+
+    def locked_for(self, name: str) -> float:
+        """Seconds this name stays locked (0: it may try)."""
+        with self._lock:
+            recent = self._recent(name)
+            if len(recent) < self.max_failures:
+                return 0.0
+            return max(0.0, recent[-1] + self.lockout_seconds - self.clock())
+
+    def delay_after_failure(self, name: str) -> float:
+        """Record a failure; returns how long to wait before answering (1 s more per recent failure, at most 5)."""
+        with self._lock:
+            recent = self._recent(name)
+            recent.append(self.clock())
+            self._failures[_key(name)] = recent
+            return float(min(len(recent), 5))
+
+    def succeeded(self, name: str) -> None:
+        """Forget a name's failures."""
+        with self._lock:
+            self._failures.pop(_key(name), None)
+
+    def _recent(self, name: str) -> list[float]:
+        since = self.clock() - self.lockout_seconds
+        return [t for t in self._failures.get(_key(name), []) if t >= since]
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+@st.cache_resource
+def _server_throttle() -> SignInThrottle:
+    """The one throttle of this dashboard server (Streamlit keeps it across sessions and reruns)."""
+    return SignInThrottle()
+
+
 def _check_credentials(users: dict[str, User], name: str, password: str) -> User | None:
     """The user whose name and password these are; an unknown name costs the same bcrypt check as a known one."""
     user = users.get(name.strip())
@@ -333,10 +395,17 @@ def sign_in_form(users: dict[str, User]) -> None:
             return
         if not submitted:
             return
+        throttle = _server_throttle()
+        locked = throttle.locked_for(name)
+        if locked > 0:
+            st.error(f"too many failed sign-ins for this name: try again in {math.ceil(locked / 60)} min")
+            return
         user = _check_credentials(users, name, password)
         if user is None:
+            time.sleep(throttle.delay_after_failure(name))  # slows guessing; the form answers after the wait
             st.error(WRONG_CREDENTIALS)
             return
+        throttle.succeeded(name)
     st.session_state[SESSION_USER_KEY] = user.name
     st.rerun()
 

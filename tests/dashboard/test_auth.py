@@ -378,3 +378,30 @@ def test_a_review_is_recorded_under_the_signed_in_user(seeded: Seeded, users_fil
         assert cell.reviewed_at is not None
         retraining_sees = [(c.cell_id, c.label) for c in queries.reviewed_cells(session)]
         assert retraining_sees == [(cell_id, "LSIL")]
+
+
+def test_the_throttle_slows_each_failure_and_locks_a_name_after_five() -> None:
+    now = [1000.0]
+    throttle = auth.SignInThrottle(max_failures=5, lockout_seconds=900, clock=lambda: now[0])
+    delays = [throttle.delay_after_failure("Ann ") for _ in range(5)]
+    assert delays == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert throttle.locked_for("ann") == 900  # names are matched as typed, case and spaces aside
+    assert throttle.locked_for("bob") == 0
+    now[0] += 901
+    assert throttle.locked_for("ann") == 0  # the lock passes by itself
+    throttle.delay_after_failure("ann")
+    throttle.succeeded("ann")
+    assert throttle.locked_for("ann") == 0
+
+
+def test_a_locked_name_cannot_sign_in_even_with_the_right_password(seeded: Seeded, users_file: Path) -> None:
+    add_user(users_file, "ann", PASSWORD, rounds=FAST)
+    throttle = auth._server_throttle()  # the dashboard server's own, shared by every session
+    for _ in range(auth.LOCKOUT_FAILURES):
+        throttle.delay_after_failure("ann")
+    try:
+        app = _sign_in(_app(), "ann", PASSWORD)
+        assert [e.value for e in app.error] == ["too many failed sign-ins for this name: try again in 15 min"]
+        assert auth.SESSION_USER_KEY not in app.session_state
+    finally:
+        throttle.succeeded("ann")
