@@ -309,52 +309,39 @@ def store_task(
 
     Stored only while ``owner`` still holds the slide's lease (renewed meanwhile); a reviewer's labels survive.
     """
-    with keep_lease(database, slide_id, owner, settings.orchestration.lease_seconds) if owner else nullcontext():
-        return _store(slide_id, result, champions, settings, database, crop_size, flow_run_id, started, owner)
-
-
-def _store(
-    slide_id: int,
-    result: SlideResult,
-    champions: Champions,
-    settings: Settings,
-    database: Database,
-    crop_size: int,
-    flow_run_id: str | None,
-    started: float,
-    owner: str | None,
-) -> dict[str, Any]:
-    folder = results_folder(settings, slide_id, champions)
-    write_exports(result, folder, overwrite=True)
-    gallery = _write_gallery_crops(result, folder)
-    summary = result.summary
-    record = SummaryRecord(
-        category=summary.category,
-        adequacy=summary.adequacy,
-        abnormal_score=float(summary.abnormal_score),
-        cell_count=int(summary.cell_count),
-        class_counts={k: int(v) for k, v in summary.class_counts.items()},
-        details={
-            **summary.to_json(),
-            "results_dir": str(folder),
-            "overlay": "overlay.png",
-            "overlay_scale": float(result.overlay_scale),
-            "gallery": gallery,
-        },
-    )
-    with database.session() as session:
-        analysis = queries.store_analysis(
-            session,
-            slide_id=slide_id,
-            stage1_model_id=champions.stage1_id,
-            stage2_model_id=champions.stage2_id,
-            cells=cell_records(result, crop_size),
-            summary=record,
-            duration_s=time.perf_counter() - started,
-            flow_run_id=flow_run_id,
-            owner=owner,
+    renewing = keep_lease(database, slide_id, owner, settings.orchestration.lease_seconds) if owner else nullcontext()
+    with renewing:
+        folder = results_folder(settings, slide_id, champions)
+        write_exports(result, folder, overwrite=True)
+        gallery = _write_gallery_crops(result, folder)
+        summary = result.summary
+        record = SummaryRecord(
+            category=summary.category,
+            adequacy=summary.adequacy,
+            abnormal_score=float(summary.abnormal_score),
+            cell_count=int(summary.cell_count),
+            class_counts={k: int(v) for k, v in summary.class_counts.items()},
+            details={
+                **summary.to_json(),
+                "results_dir": str(folder),
+                "overlay": "overlay.png",
+                "overlay_scale": float(result.overlay_scale),
+                "gallery": gallery,
+            },
         )
-        return {"analysis_id": analysis.id, "cells": summary.cell_count, "category": summary.category}
+        with database.session() as session:
+            analysis = queries.store_analysis(
+                session,
+                slide_id=slide_id,
+                stage1_model_id=champions.stage1_id,
+                stage2_model_id=champions.stage2_id,
+                cells=cell_records(result, crop_size),
+                summary=record,
+                duration_s=time.perf_counter() - started,
+                flow_run_id=flow_run_id,
+                owner=owner,
+            )
+            return {"analysis_id": analysis.id, "cells": summary.cell_count, "category": summary.category}
 
 
 @task(name="quarantine", cache_policy=NO_CACHE)
