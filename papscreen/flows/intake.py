@@ -81,12 +81,8 @@ def ingest_one(arrival: Arrival, settings: Settings, database: Database, retryin
     state = ingest_task.with_options(**retrying)(arrival, settings, database, return_state=True)
     if state.is_completed():
         return state.result()
-    try:
-        state.result()
-    except Exception as e:  # noqa: BLE001 - the failed task's own exception, re-raised by Prefect to read it
-        detail = f"{type(e).__name__}: {e}"
-    else:
-        detail = state.message or state.name
+    error = state.result(raise_on_failure=False)
+    detail = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else state.message or state.name
     get_run_logger().warning("%s left in the intake for the next pass: %s", arrival.name, detail)
     return IngestOutcome(arrival.name, "retry", detail=f"{detail[:500]}; left in place for the next pass")
 

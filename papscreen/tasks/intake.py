@@ -119,7 +119,8 @@ def _quarantine(settings: Settings, database: Database, arrival: Arrival, slide:
 def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> IngestOutcome:
     """Claim, check and move one arrived file; see the module docstring for the order and why.
 
-    Raises whatever the file system or the database raise; :func:`ingest_isolated` is what a pass calls.
+    Raises whatever the file system, the database or a reader raise (an :class:`~papscreen.errors.ImageError`
+    aside, which quarantines the file); :func:`ingest_isolated` is what a pass calls.
     """
     if arrival.refused:
         return _refuse(settings, database, arrival, arrival.refused)
@@ -148,12 +149,6 @@ def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> 
         info = probe_scan(arrival.path, settings.limits)
     except ImageError as e:
         return _quarantine(settings, database, arrival, slide, e.reason)
-    except Exception as e:  # a reader's own bug or a library's surprise: this file's problem, not the pass's
-        if not os.path.lexists(arrival.path):
-            return _gone(arrival)  # the claim is settled by the next recovery
-        if _may_pass(e):
-            raise
-        return _quarantine(settings, database, arrival, slide, f"cannot be checked: {_describe(e)}")
     moved = move_file(arrival.path, destination(settings.store_dir, slide.id, arrival.name, slide.received_at))  # type: ignore[arg-type]
     with database.session(write=True) as session:
         queries.mark_stored(
@@ -180,7 +175,7 @@ def ingest_isolated(arrival: Arrival, settings: Settings, database: Database) ->
         if is_transient(e):
             raise  # the database is away: the task's retries wait for it; the flow goes on if they run out
         reason = f"intake failed on this file: {_describe(e)}"
-        if _may_pass(e):
+        if isinstance(e, OSError) and e.errno in _PASSING_ERRNOS:
             return IngestOutcome(arrival.name, "retry", detail=f"{reason}; left in place for the next pass")
         try:
             with database.session(write=True) as session:
@@ -217,11 +212,7 @@ _PASSING_ERRNOS = {
     errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EBUSY,
     errno.ETIMEDOUT, errno.ESTALE, errno.EROFS, errno.EAGAIN, errno.ENOMEM,
 }  # fmt: skip
-
-
-def _may_pass(error: BaseException) -> bool:
-    """Whether the cause may go away by itself (so the file is kept in place, not quarantined)."""
-    return is_transient(error) or (isinstance(error, OSError) and error.errno in _PASSING_ERRNOS)
+"""File-system errors whose cause may pass by itself: the file is kept in place for the next pass."""
 
 
 def _describe(error: BaseException) -> str:
@@ -417,8 +408,15 @@ def recover_task(settings: Settings, database: Database) -> list[int]:
     for found in stale:
         if found.compute_lease_id:
             release_compute_lease(found.compute_lease_id)
-        if not found.requeued:
+        if found.requeued:
+            continue
+        try:
             quarantine_stored_scan(settings, database, found.slide_id, found.reason)
+        except Exception as e:  # noqa: BLE001 - the slide stays failed with its reason; the pass goes on
+            logger.warning(
+                "slide %d failed (%s); its scan could not be quarantined: %s", found.slide_id, found.reason, e
+            )
+        else:
             logger.warning("slide %d quarantined: %s", found.slide_id, found.reason)
     requeued = [found.slide_id for found in stale if found.requeued]
     if requeued:

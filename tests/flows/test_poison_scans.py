@@ -16,6 +16,7 @@ from papscreen.db.schema import SlideStatus, utcnow
 from papscreen.flows.analyze import analyze_slide_flow
 from papscreen.flows.intake import intake_flow
 from papscreen.tasks import analysis as analysis_tasks
+from papscreen.tasks import intake as intake_tasks
 from tests.flows.service import start_service, write_field_scan
 
 pytestmark = pytest.mark.slow
@@ -110,3 +111,25 @@ def test_a_slide_interrupted_too_often_is_quarantined_by_the_next_pass(
         assert "interrupted 2 times" in slide.error
         assert Path(slide.stored_path).is_relative_to(settings.quarantine_dir)
         assert slide.finished_at <= utcnow()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_scan_that_cannot_be_quarantined_leaves_its_slide_failed_and_the_pass_goes_on(
+    database: Database, monkeypatch: pytest.MonkeyPatch, trained_model_folders: tuple[Path, Path]
+) -> None:
+    settings = start_service(monkeypatch, database, trained_model_folders, PAPSCREEN_ORCHESTRATION__MAX_ATTEMPTS="1")
+    write_field_scan(settings.intake_dir / "killer.png", seed=5)
+    slide_id = _stored_slide(database)
+    with database.session() as session:
+        assert queries.begin_analysis(session, slide_id, owner="elsewhere:1", lease_seconds=-1)
+
+    def quarantine_disk_gone(*_args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(intake_tasks, "quarantine_stored_scan", quarantine_disk_gone)
+    write_field_scan(settings.intake_dir / "next.png", seed=6)
+    assert intake_flow(dispatch="inline", analyze=False)["counts"] == {"queued": 1}
+    with database.session() as session:
+        slide = queries.get_slide(session, slide_id)
+        assert slide.status == SlideStatus.FAILED
+        assert "interrupted 1 times" in slide.error

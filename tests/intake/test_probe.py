@@ -169,10 +169,11 @@ def test_a_jpeg_declaring_too_many_pixels_is_refused_as_a_bomb(tmp_path: Path) -
 def test_probing_a_100_megapixel_16_bit_scan_stays_well_under_2_gb(tmp_path: Path) -> None:
     path = tmp_path / "black16.png"
     Image.fromarray(np.zeros((10_000, 10_000), np.uint16)).save(path)  # 194 KB on disk, 100 MP of 16-bit
+    # The child's own peak (VmHWM starts afresh at exec; ru_maxrss would count the forked copy of this process).
     code = (
-        "import resource, sys; from pathlib import Path; from papscreen.config import LimitSettings; "
+        "import re, sys; from pathlib import Path; from papscreen.config import LimitSettings; "
         "from papscreen.intake.probe import probe_scan; probe_scan(Path(sys.argv[1]), LimitSettings()); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))"
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     peak_mib = int(done.stdout.split()[-1]) / 1024
