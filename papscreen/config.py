@@ -101,6 +101,13 @@ class IntakeSettings(BaseModel):
     settle_seconds: float = Field(
         5.0, ge=0, description="A file has arrived when its size and mtime stayed the same this long."
     )
+    retry_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="After a failure that may pass (a full disk), wait this long before trying the file again; "
+        "the wait doubles with each failure in a row.",
+    )
+    retry_max_seconds: float = Field(3600.0, gt=0, description="The longest wait between two tries of one file.")
 
 
 class OrchestrationSettings(BaseModel):

@@ -364,6 +364,26 @@ class WorkLock(Base):
     expires_at: Mapped[datetime] = mapped_column()
 
 
+class IntakeRetry(Base):
+    """A file in the intake folder whose ingest failed for a cause that may pass (a full disk, no permission yet).
+
+    The file stays where it is; the intake tries it again at ``next_attempt_at``, waiting twice as long after
+    each failure (up to a cap), so one file that keeps failing does not take every pass's time. The row goes
+    once the file is ingested, quarantined or gone. Keyed by the sha256 of the path's bytes, which any path
+    fits, whatever its length or encoding.
+    """
+
+    __tablename__ = "intake_retries"
+
+    path_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(2048))
+    name: Mapped[str] = mapped_column(String(512))
+    failures: Mapped[int] = mapped_column(default=1)
+    last_error: Mapped[str] = mapped_column(String(1000))
+    first_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class AuditEvent(Base):
     """An append-only record of who did what; never updated or deleted (triggers refuse it)."""
 

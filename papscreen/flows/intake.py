@@ -98,8 +98,8 @@ def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str |
             (``papscreen intake --once`` analyses inline and waits for the results).
 
     Returns:
-        Counts per outcome (``queued``, ``duplicate``, ``quarantined``, ``waiting``), the files still being
-        written, and the analyses started.
+        Counts per outcome (``queued``, ``duplicate``, ``quarantined``, ``waiting``, ``retry``), the files still
+        being written, those waiting for their next retry, and the analyses started.
     """
     logger = get_run_logger()
     with open_run(config) as (settings, database):
@@ -121,6 +121,8 @@ def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str |
         counts = Counter(o.status for o in passed.outcomes)
         if passed.waiting:
             logger.info("%d files are still being written: %s", len(passed.waiting), [p.name for p in passed.waiting])
+        if passed.deferred:
+            logger.info("%d files wait for their next retry: %s", len(passed.deferred), passed.deferred)
         analyses: list[Any] = []
         if analyze:
             slides = queued_slides_task.with_options(**retrying)(settings, database)
@@ -130,6 +132,7 @@ def intake_flow(config: str | None = None, analyze: bool = True, dispatch: str |
             "counts": dict(counts),
             "outcomes": [o.__dict__ for o in passed.outcomes],
             "still_writing": [str(p) for p in passed.waiting],
+            "retry_later": passed.deferred,
             "recovered": {"requeued": requeued, "settled": passed.settled},
             "analyses": analyses,
         }

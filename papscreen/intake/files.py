@@ -107,11 +107,13 @@ def _safe_name(name: str) -> str:
     return stem[: MAX_NAME_CHARS - len(suffix) - 1] + "." + suffix
 
 
-def move_file(src: Path, dest: Path) -> Path:
+def move_file(src: Path, dest: Path, *, expected_sha256: str | None = None) -> Path:
     """Move ``src`` to ``dest`` atomically, never overwriting, and its ``src.done`` marker to ``dest.done``.
 
-    A symlink is moved as the link itself, never its target. Across file systems the copy is verified against
-    the source's sha256 before the source is removed. ``dest``'s folder is created. A move that was interrupted
+    A symlink is moved as the link itself, never its target. Across file systems the copy is re-read and its
+    sha256 checked against the bytes read from the source, and against ``expected_sha256`` when given (the
+    digest the scan was claimed under, so that a file rewritten after its check is never stored in its place),
+    before the source is removed. ``dest``'s folder is created. A move that was interrupted
     after the hard link (``src`` and ``dest`` are one file) is completed by removing ``src``.
 
     The marker is moved (or, failing that, deleted) so that a stale marker can never declare a later file of
@@ -120,6 +122,7 @@ def move_file(src: Path, dest: Path) -> Path:
     Args:
         src: the file in the intake folder.
         dest: where it goes; usually :func:`destination`'s answer.
+        expected_sha256: the digest the copy must have (only checked when the bytes are copied).
 
     Returns:
         ``dest``.
@@ -127,7 +130,8 @@ def move_file(src: Path, dest: Path) -> Path:
     Raises:
         FileExistsError: ``dest`` (or ``dest.done`` when there is a marker) already exists; nothing was moved.
         FileNotFoundError: ``src`` does not exist.
-        OSError: the copy did not match the source, or the file system failed; the source is left in place.
+        OSError: the copy did not match the source or ``expected_sha256``, or the file system failed; the source
+            is left in place.
 
     Examples:
         >>> import tempfile
@@ -148,7 +152,7 @@ def move_file(src: Path, dest: Path) -> Path:
         _refuse_existing(dest)
         if os.path.lexists(marker):
             _refuse_existing(dest_marker)
-        _move_one(src, dest)
+        _move_one(src, dest, expected_sha256)
     _move_marker(_marker(src), _marker(dest))
     return dest
 
@@ -176,7 +180,7 @@ def _same_filesystem(src: Path, folder: Path) -> bool:
     return os.lstat(src).st_dev == os.stat(folder).st_dev
 
 
-def _move_one(src: Path, dest: Path) -> None:
+def _move_one(src: Path, dest: Path, expected_sha256: str | None = None) -> None:
     """Move one file or link; ``dest`` was checked absent but may appear meanwhile, which the link refuses."""
     if _same_filesystem(src, dest.parent):
         try:
@@ -190,7 +194,7 @@ def _move_one(src: Path, dest: Path) -> None:
     if src.is_symlink():
         os.symlink(os.readlink(src), dest)  # creating a link never replaces an existing name
     else:
-        _copy_verified(src, dest)
+        _copy_verified(src, dest, expected_sha256)
     _fsync_folder(dest.parent)
     os.unlink(src)
 
@@ -208,8 +212,8 @@ def _link_then_unlink(src: Path, dest: Path) -> None:
     os.unlink(src)
 
 
-def _copy_verified(src: Path, dest: Path) -> None:
-    """Copy across file systems to a temporary name, sync, verify its sha256, then name it ``dest``."""
+def _copy_verified(src: Path, dest: Path, expected_sha256: str | None) -> None:
+    """Copy across file systems to a temporary name, sync, re-read and verify its sha256, then name it ``dest``."""
     partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
     try:
         source_digest = _copy_and_hash(src, partial)
@@ -218,6 +222,13 @@ def _copy_verified(src: Path, dest: Path) -> None:
             raise OSError(
                 errno.EIO,
                 f"the copy of {src} does not match it (sha256 {copy_digest} instead of {source_digest}); "
+                "the source was kept",
+                str(dest),
+            )
+        if expected_sha256 is not None and copy_digest != expected_sha256:
+            raise OSError(
+                errno.EAGAIN,
+                f"{src} changed after it was checked (sha256 {copy_digest} instead of {expected_sha256}); "
                 "the source was kept",
                 str(dest),
             )

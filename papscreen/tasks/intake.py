@@ -22,7 +22,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from papscreen.db.schema import Slide, SlideStatus, utcnow
 from papscreen.errors import ImageError
 from papscreen.intake import (
     Arrival,
+    Scan,
     destination,
     move_file,
     printable,
@@ -149,7 +150,8 @@ def ingest_arrival(arrival: Arrival, settings: Settings, database: Database) -> 
         info = probe_scan(arrival.path, settings.limits)
     except ImageError as e:
         return _quarantine(settings, database, arrival, slide, e.reason)
-    moved = move_file(arrival.path, destination(settings.store_dir, slide.id, arrival.name, slide.received_at))  # type: ignore[arg-type]
+    target = destination(settings.store_dir, slide.id, arrival.name, slide.received_at)  # type: ignore[arg-type]
+    moved = move_file(arrival.path, target, expected_sha256=slide.sha256)
     with database.session(write=True) as session:
         queries.mark_stored(
             session, slide.id, stored_path=str(moved), format=info.format, width=info.width, height=info.height
@@ -239,6 +241,8 @@ class IntakePass:
     outcomes: list[IngestOutcome]
     waiting: list[Path]
     settled: Any
+    deferred: list[str] = field(default_factory=list)
+    """Files left for later: an earlier failure that may pass, retried after a wait that doubles each time."""
 
 
 class IntakeLock:
@@ -305,13 +309,79 @@ def ingest_pass(
             return None
         settled = settle()
         scan = scan_intake(settings.intake_dir, settings.intake)
+        retries = _retries(database)
+        now = utcnow()
+        due = [a for a in scan.ready if _due(retries.get(queries.path_key(str(a.path))), now)]
+        deferred = [a.name for a in scan.ready if not _due(retries.get(queries.path_key(str(a.path))), now)]
         outcomes = []
-        for arrival in scan.ready[: settings.orchestration.intake_batch]:
+        for arrival in due[: settings.orchestration.intake_batch]:
             if not lock.renew():
                 logger.warning("the intake lock was taken over by another pass: the rest is left to it")
                 break
-            outcomes.append(ingest(arrival))
-        return IntakePass(outcomes, scan.waiting, settled)
+            outcome = ingest(arrival)
+            _note_retry(settings, database, arrival, outcome, retries)
+            outcomes.append(outcome)
+        _forget_vanished(database, retries, scan)
+        return IntakePass(outcomes, scan.waiting, settled, deferred)
+
+
+def _retries(database: Database) -> dict[str, datetime]:
+    """When each file that failed for a passing cause may be tried again (none if the table cannot be read)."""
+    try:
+        with database.session() as session:
+            return {r.path_key: r.next_attempt_at for r in queries.intake_retries(session)}
+    except Exception as e:  # noqa: BLE001 - without the back-off record every file is simply tried now
+        logger.warning("could not read the intake retry schedule (every file is tried now): %s", _describe(e))
+        return {}
+
+
+def _due(next_attempt: datetime | None, now: datetime) -> bool:
+    return next_attempt is None or next_attempt <= now
+
+
+def _note_retry(
+    settings: Settings, database: Database, arrival: Arrival, outcome: IngestOutcome, retries: dict[str, datetime]
+) -> None:
+    """Push a file that must be retried back by its back-off; forget the failures of one that is done."""
+    key = queries.path_key(str(arrival.path))
+    try:
+        if outcome.status == "retry":
+            with database.session(write=True) as session:
+                retry = queries.record_intake_failure(
+                    session,
+                    str(arrival.path),
+                    arrival.name,
+                    outcome.detail or "",
+                    base_seconds=settings.intake.retry_seconds,
+                    max_seconds=settings.intake.retry_max_seconds,
+                )
+                retries[key] = retry.next_attempt_at
+                logger.warning(
+                    "%s failed %d time(s) in a row; next try at %s: %s",
+                    arrival.name,
+                    retry.failures,
+                    retry.next_attempt_at.isoformat(timespec="seconds"),
+                    outcome.detail,
+                )
+        elif key in retries and outcome.status != "waiting":
+            with database.session(write=True) as session:
+                queries.clear_intake_retries(session, [key])
+            retries.pop(key)
+    except Exception as e:  # noqa: BLE001 - the back-off is a courtesy: without it the file is tried next pass
+        logger.warning("could not record the retry of %s: %s", arrival.name, _describe(e))
+
+
+def _forget_vanished(database: Database, retries: dict[str, datetime], scan: Scan) -> None:
+    """Drop the retry records of files that are no longer in the intake folder (taken away by someone)."""
+    present = {queries.path_key(str(a.path)) for a in scan.ready} | {queries.path_key(str(p)) for p in scan.waiting}
+    gone = [key for key in retries if key not in present]
+    if not gone:
+        return
+    try:
+        with database.session(write=True) as session:
+            queries.clear_intake_retries(session, gone)
+    except Exception as e:  # noqa: BLE001 - tried again next pass
+        logger.warning("could not forget the retries of files that left the intake: %s", _describe(e))
 
 
 def owner_is_dead(owner: str) -> bool:

@@ -163,10 +163,10 @@ def test_a_marker_that_cannot_be_moved_is_deleted_so_it_cannot_mark_a_later_file
     marker.write_bytes(b"")
     move_one = files._move_one
 
-    def failing_for_markers(src: Path, dest: Path) -> None:
+    def failing_for_markers(src: Path, dest: Path, expected_sha256: str | None = None) -> None:
         if src.name.endswith(".done"):
             raise OSError(errno.EIO, "disk trouble")
-        move_one(src, dest)
+        move_one(src, dest, expected_sha256)
 
     monkeypatch.setattr(files, "_move_one", failing_for_markers)
     dest = move_file(scan, tmp_path / "store" / "a.jpg")
@@ -209,6 +209,22 @@ def test_a_copy_that_does_not_match_keeps_the_source(
     assert scan.read_bytes() == CONTENT
     assert not dest.exists()
     assert _leftovers(dest.parent) == []
+
+
+def test_a_copy_is_checked_against_the_digest_the_scan_was_claimed_under(
+    scan: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan rewritten after its check is never stored in place of what was checked; the right one is."""
+    monkeypatch.setattr(files, "_same_filesystem", lambda src, folder: False)
+    claimed = hashlib.sha256(b"what the intake hashed before the scanner rewrote the file").hexdigest()
+    dest = tmp_path / "store" / "a.jpg"
+    with pytest.raises(OSError, match="changed after it was checked") as raised:
+        move_file(scan, dest, expected_sha256=claimed)
+    assert raised.value.errno == errno.EAGAIN  # a cause that passes: the intake leaves the file for the next pass
+    assert scan.read_bytes() == CONTENT
+    assert not dest.exists()
+    assert _leftovers(dest.parent) == []
+    assert move_file(scan, dest, expected_sha256=hashlib.sha256(CONTENT).hexdigest()).read_bytes() == CONTENT
 
 
 def test_without_hard_links_the_move_falls_back_to_rename(

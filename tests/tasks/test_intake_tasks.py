@@ -11,7 +11,7 @@ import pytest
 from papscreen.config import Settings
 from papscreen.db import queries
 from papscreen.db.database import Database
-from papscreen.db.schema import SlideStatus
+from papscreen.db.schema import SlideStatus, utcnow
 from papscreen.intake import destination, move_file, scan_intake, sha256_of
 from papscreen.tasks import intake as intake_tasks
 from papscreen.tasks.intake import ingest_arrival, owner_is_dead, recover_unstored
@@ -211,7 +211,7 @@ def test_a_full_disk_leaves_the_file_in_place_and_the_next_pass_stores_it(
 ) -> None:
     write_field_scan(settings.intake_dir / "a.png", seed=12)
 
-    def disk_full(*_args: object) -> None:
+    def disk_full(*_args: object, **_kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(intake_tasks, "move_file", disk_full)
@@ -223,6 +223,89 @@ def test_a_full_disk_leaves_the_file_in_place_and_the_next_pass_stores_it(
     with database.session() as session:
         assert queries.status_counts(session)[SlideStatus.QUEUED] == 1
         assert queries.status_counts(session)[SlideStatus.DUPLICATE] == 0
+
+
+def test_a_scan_rewritten_after_its_check_is_stored_only_as_its_new_content(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across file systems the store's copy must be what was claimed: a rewrite between check and move waits."""
+    from papscreen.intake import files
+
+    scan = write_field_scan(settings.intake_dir / "a.png", seed=12)
+    monkeypatch.setattr(files, "_same_filesystem", lambda src, folder: False)
+    probe = intake_tasks.probe_scan
+
+    def rewritten_after_the_probe(path: Path, *args: object) -> object:
+        info = probe(path, *args)
+        write_field_scan(path, seed=13)  # the scanner writes the file again, keeping an old mtime
+        return info
+
+    monkeypatch.setattr(intake_tasks, "probe_scan", rewritten_after_the_probe)
+    assert _ingest_all(settings, database) == {"a.png": "retry"}
+    assert scan.is_file()
+    monkeypatch.setattr(intake_tasks, "probe_scan", probe)
+    new_content = scan.read_bytes()
+    assert _ingest_all(settings, database) == {"a.png": "queued"}
+    with database.session() as session:
+        (stored,) = [s for s in queries.list_slides(session) if s.stored_path]
+        assert Path(stored.stored_path).read_bytes() == new_content
+        assert stored.sha256 == sha256_of(Path(stored.stored_path))
+
+
+def test_a_file_that_keeps_failing_is_retried_with_a_doubling_wait_while_others_go_on(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_field_scan(settings.intake_dir / "a.png", seed=12)
+    write_field_scan(settings.intake_dir / "b.png", seed=13)
+    move = intake_tasks.move_file
+    tries: list[str] = []
+
+    def full_disk_for_a(src: Path, *args: object, **kwargs: object) -> Path:
+        if src.name == "a.png":
+            tries.append(src.name)
+            raise OSError(28, "No space left on device")
+        return move(src, *args, **kwargs)
+
+    monkeypatch.setattr(intake_tasks, "move_file", full_disk_for_a)
+    first = intake_tasks.ingest_pass(settings, database)
+    assert {o.name: o.status for o in first.outcomes} == {"a.png": "retry", "b.png": "queued"}
+    second = intake_tasks.ingest_pass(settings, database)  # at once: a.png's wait has not passed
+    assert (second.outcomes, second.deferred, tries) == ([], ["a.png"], ["a.png"])
+    with database.session() as session:
+        (retry,) = queries.intake_retries(session)
+        assert (retry.name, retry.failures, "No space left" in retry.last_error) == ("a.png", 1, True)
+        wait = (retry.next_attempt_at - retry.first_failed_at).total_seconds()
+    assert wait == pytest.approx(settings.intake.retry_seconds, abs=1)
+
+    def due_now() -> None:
+        with database.session(write=True) as session:
+            for row in queries.intake_retries(session):
+                row.next_attempt_at = row.first_failed_at
+
+    due_now()
+    intake_tasks.ingest_pass(settings, database)  # fails again: the wait doubles
+    with database.session() as session:
+        (retry,) = queries.intake_retries(session)
+        wait = (retry.next_attempt_at - utcnow()).total_seconds()
+        assert retry.failures == 2
+    assert 1.5 * settings.intake.retry_seconds < wait <= 2 * settings.intake.retry_seconds
+    monkeypatch.undo()
+    due_now()
+    third = intake_tasks.ingest_pass(settings, database)
+    assert {o.name: o.status for o in third.outcomes} == {"a.png": "queued"}
+    with database.session() as session:
+        assert queries.intake_retries(session) == []  # done: its failures are forgotten
+
+
+def test_the_retry_record_of_a_file_taken_out_of_the_intake_is_dropped(settings: Settings, database: Database) -> None:
+    scan = write_field_scan(settings.intake_dir / "a.png", seed=12)
+    with database.session(write=True) as session:
+        queries.record_intake_failure(session, str(scan), "a.png", "EACCES", base_seconds=60, max_seconds=600)
+    assert intake_tasks.ingest_pass(settings, database).deferred == ["a.png"]
+    scan.unlink()
+    assert intake_tasks.ingest_pass(settings, database).deferred == []
+    with database.session() as session:
+        assert queries.intake_retries(session) == []
 
 
 def test_a_duplicate_whose_file_is_gone_is_settled_once_and_stays_a_duplicate(

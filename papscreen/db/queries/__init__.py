@@ -23,6 +23,13 @@ from papscreen.db.queries.models import (
     register_model_version,
     reject,
 )
+from papscreen.db.queries.retries import (
+    backoff_seconds,
+    clear_intake_retries,
+    intake_retries,
+    path_key,
+    record_intake_failure,
+)
 from papscreen.db.queries.reviews import ReviewedCell, mark_slide_reviewed, review_cell, reviewed_cells
 from papscreen.db.queries.slides import (
     Claim,
@@ -66,9 +73,11 @@ __all__ = [
     "StaleAnalysis",
     "SummaryRecord",
     "acquire_lock",
+    "backoff_seconds",
     "begin_analysis",
     "cells_of_slide",
     "claim_scan",
+    "clear_intake_retries",
     "current_analysis",
     "dispatchable_slides",
     "fail_slide",
@@ -78,6 +87,7 @@ __all__ = [
     "get_champion",
     "get_model_version",
     "get_slide",
+    "intake_retries",
     "last_training_run",
     "list_events",
     "list_model_versions",
@@ -87,9 +97,11 @@ __all__ = [
     "mark_dispatched",
     "mark_slide_reviewed",
     "mark_stored",
+    "path_key",
     "promote",
     "quarantine_slide",
     "record_event",
+    "record_intake_failure",
     "register_model_version",
     "reject",
     "release_lock",
