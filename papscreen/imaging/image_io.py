@@ -7,6 +7,7 @@ what OpenCV's ``imread`` silently does.
 
 from __future__ import annotations
 
+import struct
 import threading
 import warnings
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from papscreen.errors import CorruptImageError, DecompressionBombError, UnsupportedImageError
 
 __all__ = [
+    "DECODER_FAILURES",
     "PLAIN_IMAGE_SUFFIXES",
     "declared_pixels",
     "image_size",
@@ -30,6 +32,23 @@ __all__ = [
 
 PLAIN_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 DEFAULT_MAX_PIXELS = 250_000_000
+
+DECODER_FAILURES: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    TypeError,
+    KeyError,
+    IndexError,
+    ArithmeticError,
+    EOFError,
+    RuntimeError,
+    MemoryError,
+    struct.error,
+)
+"""What Pillow and tifffile raise on damaged bytes besides their own errors: a header field set to zero, a tuple
+where a number belongs, a table cut short (found by fuzzing, ``tests/fuzz``). Each means "this file is damaged"
+and is reported as :class:`~papscreen.errors.CorruptImageError`, never left to stop an intake pass."""
 
 
 _PILLOW_LIMIT_LOCK = threading.Lock()
@@ -52,7 +71,7 @@ def declared_pixels(path: Path) -> int:
     try:
         with pillow_pixel_limit(None), Image.open(path) as image:
             return image.size[0] * image.size[1]
-    except (OSError, UnidentifiedImageError, ValueError):
+    except (UnidentifiedImageError, *DECODER_FAILURES):
         return -1
 
 
@@ -69,7 +88,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise CorruptImageError(path, "not a readable image (unknown or damaged format)") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DecompressionBombError(path, declared_pixels(path), max_pixels) from e
-    except OSError as e:
+    except DECODER_FAILURES as e:
         raise CorruptImageError(path, f"cannot open image: {e}") from e
     width, height = image.size
     if width * height > max_pixels:
@@ -156,7 +175,7 @@ def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
             if "decoder" in message and "not available" in message:
                 raise UnsupportedImageError(path, f"image encoding is not supported ({message})") from e
             raise CorruptImageError(path, f"cannot decode image ({message})") from e
-        except (ValueError, SyntaxError) as e:
+        except DECODER_FAILURES as e:
             raise CorruptImageError(path, f"cannot decode image ({e})") from e
         return to_rgb8(image)
 

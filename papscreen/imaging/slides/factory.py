@@ -18,7 +18,13 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from papscreen.errors import CorruptImageError, DecompressionBombError, FileTooLargeError, UnsupportedImageError
-from papscreen.imaging.image_io import DEFAULT_MAX_PIXELS, PLAIN_IMAGE_SUFFIXES, declared_pixels, pillow_pixel_limit
+from papscreen.imaging.image_io import (
+    DECODER_FAILURES,
+    DEFAULT_MAX_PIXELS,
+    PLAIN_IMAGE_SUFFIXES,
+    declared_pixels,
+    pillow_pixel_limit,
+)
 from papscreen.imaging.slides.base import SlideReader
 from papscreen.imaging.slides.openslide_reader import OpenSlideReader
 from papscreen.imaging.slides.plain import PlainImageReader
@@ -111,7 +117,7 @@ def _pillow_format(path: Path, max_image_pixels: int) -> str | None:
             return image.format
     except Image.DecompressionBombError as e:
         raise DecompressionBombError(path, declared_pixels(path), max_image_pixels) from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, *DECODER_FAILURES):
         return None
 
 
@@ -125,7 +131,7 @@ def _open_tiff(path: Path, max_image_pixels: int) -> SlideReader:
             levels = len(tif.series[0].levels) if tif.series else 1
             pixels = int(page.imagewidth) * int(page.imagelength)
             rgb8 = page.dtype == "uint8" and int(page.samplesperpixel) in (3, 4) and int(page.photometric) in (2, 6)
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as e:
+    except (tifffile.TiffFileError, *DECODER_FAILURES) as e:
         raise CorruptImageError(path, f"not a readable TIFF (damaged or truncated header: {e})") from e
     vendor = _openslide_vendor(path)
     if vendor not in (None, "generic-tiff"):

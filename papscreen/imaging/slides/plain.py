@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from papscreen.imaging.image_io import read_rgb
+from papscreen.imaging.image_io import DECODER_FAILURES, read_rgb
 from papscreen.imaging.slides.array import ArraySlideReader
 
 __all__ = ["PlainImageReader"]
@@ -55,6 +55,6 @@ class PlainImageReader(ArraySlideReader):
             with warnings.catch_warnings(), Image.open(path) as image:  # header only: the resolution tags
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 mpp = _mpp_from_dpi(image.info)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (Image.DecompressionBombError, *DECODER_FAILURES):
             mpp = None
         super().__init__(rgb, mpp=mpp, path=path)

@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 
 from papscreen.errors import CorruptImageError, DecompressionBombError, UnreadableRegionError, UnsupportedImageError
+from papscreen.imaging.image_io import DECODER_FAILURES
 from papscreen.imaging.slides.base import WHITE, SlideReader
 
 __all__ = ["TiffReader"]
@@ -35,7 +36,7 @@ _SUPPORTED_PHOTOMETRIC = {
     _PHOTOMETRIC_SEPARATED,
     _PHOTOMETRIC_YCBCR,
 }
-_DECODE_ERRORS = (ValueError, RuntimeError, OSError, NotImplementedError, KeyError, IndexError, TypeError)
+_DECODE_ERRORS = DECODER_FAILURES
 _CACHE_TILES = 64
 
 
@@ -79,6 +80,11 @@ class _Level:
             self.tile_width, self.tile_height = int(page.tilewidth), int(page.tilelength)
         else:
             self.tile_width, self.tile_height = self.width, int(min(page.rowsperstrip, self.height))
+        if min(self.width, self.height, self.tile_width, self.tile_height) <= 0:
+            raise CorruptImageError(
+                path,
+                f"a level declares {self.width}x{self.height} pixels in {self.tile_width}x{self.tile_height} tiles",
+            )
         if self.tile_width * self.tile_height > max_segment_pixels:
             raise DecompressionBombError(path, self.tile_width * self.tile_height, max_segment_pixels)
         self.across = math.ceil(self.width / self.tile_width)
