@@ -16,5 +16,5 @@ _COMMON = {
     "database": None,
 }
 settings.register_profile("ci", max_examples=150, derandomize=True, **_COMMON)
-settings.register_profile("benchmark", max_examples=10_000, **_COMMON)
+settings.register_profile("benchmark", max_examples=int(os.environ.get("PAPSCREEN_FUZZ_EXAMPLES", "10000")), **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
