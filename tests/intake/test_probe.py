@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from papscreen.config import LimitSettings
@@ -164,6 +167,30 @@ def test_a_jpeg_declaring_too_many_pixels_is_refused_as_a_bomb(tmp_path: Path) -
     path = jpeg_declaring(tmp_path / "huge.jpg", 30_000, 10_000)  # 300 MP: over Pillow's own limit too
     with pytest.raises(DecompressionBombError, match="300,000,000 pixels"):
         probe_scan(path, LimitSettings())
+
+
+def test_a_bmp_declaring_too_many_pixels_is_refused_from_its_header(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="BMP")
+    data = bytearray(buffer.getvalue())
+    data[18:26] = struct.pack("<ii", 60_000, 60_000)  # BITMAPINFOHEADER width and height
+    (tmp_path / "huge.bmp").write_bytes(bytes(data))
+    with pytest.raises(DecompressionBombError, match="3,600,000,000 pixels"):
+        probe_scan(tmp_path / "huge.bmp", LimitSettings())
+
+
+def test_a_palette_tiff_declaring_more_than_it_holds_is_refused_unread(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).convert("P").save(buffer, format="TIFF")
+    data = bytearray(buffer.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        tags = tif.pages.first.tags
+        offsets = [(tags[name].valueoffset, tags[name].dtype) for name in ("ImageWidth", "ImageLength")]
+    for offset, dtype in offsets:
+        data[offset : offset + (2 if dtype == 3 else 4)] = (60_000).to_bytes(2 if dtype == 3 else 4, "little")
+    (tmp_path / "huge.tif").write_bytes(bytes(data))
+    with pytest.raises(CorruptImageError, match="tiles listed where"):
+        probe_scan(tmp_path / "huge.tif", LimitSettings())
 
 
 def test_probing_a_100_megapixel_16_bit_scan_stays_well_under_2_gb(tmp_path: Path) -> None:
