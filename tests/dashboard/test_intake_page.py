@@ -129,3 +129,18 @@ def test_unmigrated_database_shows_what_torun_ok(tmp_path: Path, monkeypatch: py
 
     assert "papscreen db upgrade" in app.error[0].value
     assert not app.dataframe
+
+
+def test_files_waiting_for_a_retry_are_shown_first_with_their_error(page: AppTest, database: Database) -> None:
+    seed_intake(database)
+    with database.session() as session:
+        queries.record_intake_failure(
+            session, "/lab/intake/a.png", "a.png", "OSError: [Errno 28] No space left on device", base_seconds=30,
+            max_seconds=3600,
+        )  # fmt: skip
+    app = run_ok(page)
+    assert app.subheader[0].value == "Waiting to be retried (1)"
+    assert "full disk" in app.warning[0].value
+    waiting = _table(app, "a.png")
+    assert list(waiting["error"]) == ["OSError: [Errno 28] No space left on device"]  # type: ignore[index]
+    assert list(waiting["failures"]) == [1]  # type: ignore[index]

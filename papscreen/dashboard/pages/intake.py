@@ -20,7 +20,13 @@ from papscreen.dashboard.retry import RetryResult, retry_quarantined
 from papscreen.dashboard.widgets import flow_run_link
 from papscreen.db.database import Database
 from papscreen.db.queries import intake_view
-from papscreen.db.queries.intake_view import DuplicateSlide, FailedSlide, ProcessingTimes, QuarantinedSlide
+from papscreen.db.queries.intake_view import (
+    DuplicateSlide,
+    FailedSlide,
+    ProcessingTimes,
+    QuarantinedSlide,
+    RetryingFile,
+)
 from papscreen.errors import PapscreenError
 
 __all__ = ["IntakeData", "format_duration", "load_intake", "render"]
@@ -42,6 +48,7 @@ class IntakeData:
     duplicates: tuple[DuplicateSlide, ...]
     failed: tuple[FailedSlide, ...]
     times: ProcessingTimes
+    retrying: tuple[RetryingFile, ...] = ()
 
 
 def load_intake(_database: Database, url: str) -> IntakeData:
@@ -52,6 +59,7 @@ def load_intake(_database: Database, url: str) -> IntakeData:
             duplicates=tuple(intake_view.duplicate_slides(session)),
             failed=tuple(intake_view.failed_slides(session)),
             times=intake_view.processing_times(session, recent=RECENT_TIMES, window=MEDIAN_WINDOW),
+            retrying=tuple(intake_view.retrying_files(session)),
         )
 
 
@@ -125,6 +133,32 @@ def _retry_message() -> None:
     if result is None:
         return
     (st.success if result.queued else st.warning)(result.message)
+
+
+def _retrying_section(rows: tuple[RetryingFile, ...]) -> None:
+    """Shown only while some file waits: a failure that may pass, which usually needs an IT admin (disk, rights)."""
+    if not rows:
+        return
+    st.subheader(f"Waiting to be retried ({len(rows)})")
+    st.warning(
+        "These files stay in the intake folder: reading or moving them failed for a cause that may pass (a full "
+        "disk, missing permissions). The intake tries again by itself, waiting twice as long after each failure; "
+        "fix the cause shown and they go through."
+    )
+    st.dataframe(
+        [
+            {
+                "name": r.name,
+                "error": r.last_error,
+                "failures": r.failures,
+                "first failed": r.first_failed_at,
+                "next try": r.next_attempt_at,
+                "file": r.path,
+            }
+            for r in rows
+        ],
+        hide_index=True,
+    )
 
 
 def _duplicates_section(rows: tuple[DuplicateSlide, ...]) -> None:
@@ -204,6 +238,7 @@ def _live(ctx: DashboardContext) -> None:
         st.error(f"cannot read the database {ctx.database!r}: {getattr(e, 'orig', e)}. Run `papscreen db upgrade`")
         return
     _retry_message()
+    _retrying_section(data.retrying)
     _quarantine_section(ctx, data.quarantined)
     _failed_section(ctx, data.failed)
     _duplicates_section(data.duplicates)

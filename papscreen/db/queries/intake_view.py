@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from papscreen.db.schema import Slide, SlideStatus
+from papscreen.db.schema import IntakeRetry, Slide, SlideStatus
 
 __all__ = [
     "DuplicateSlide",
@@ -23,10 +23,12 @@ __all__ = [
     "ProcessingTime",
     "ProcessingTimes",
     "QuarantinedSlide",
+    "RetryingFile",
     "duplicate_slides",
     "failed_slides",
     "processing_times",
     "quarantined_slides",
+    "retrying_files",
 ]
 
 
@@ -276,3 +278,30 @@ def processing_times(session: Session, *, recent: int = 20, window: int = 200) -
         median_analysis_s=statistics.median(analysis) if analysis else None,
         median_total_s=statistics.median([t.total_s for t in over]) if over else None,
     )
+
+
+@dataclass(frozen=True)
+class RetryingFile:
+    """A file left in the intake folder after a failure that may pass (a full disk, no permission), to be retried.
+
+    Attributes:
+        name: its name in the intake folder.
+        path: where it is.
+        failures: failures in a row so far.
+        last_error: what the last try said (what an IT admin fixes).
+        first_failed_at: when it first failed.
+        next_attempt_at: when the intake tries it again (the wait doubles with each failure, up to a cap).
+    """
+
+    name: str
+    path: str
+    failures: int
+    last_error: str
+    first_failed_at: datetime
+    next_attempt_at: datetime
+
+
+def retrying_files(session: Session, *, limit: int = 200) -> list[RetryingFile]:
+    """Files waiting for their next try, the soonest first."""
+    rows = session.scalars(select(IntakeRetry).order_by(IntakeRetry.next_attempt_at, IntakeRetry.name).limit(limit))
+    return [RetryingFile(r.name, r.path, r.failures, r.last_error, r.first_failed_at, r.next_attempt_at) for r in rows]
