@@ -34,6 +34,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -41,11 +42,16 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from papscreen.config import Settings
 
 ADMIN_URL = os.environ.get("PAPSCREEN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -144,22 +150,49 @@ def write_scans(intake: Path, count: int, seconds: float, seed: int, written: Wr
 # -- the workers ----------------------------------------------------------------------------------------------
 
 
-def run_worker(home: Path, database_url: str) -> None:
-    """An intake worker: passes in a loop until killed; a failed pass (the connection cut) is simply retried."""
-    from papscreen.config import load_settings
-    from papscreen.db.database import Database
-    from papscreen.tasks.intake import ingest_pass
+WORKER_ENV = {
+    "PAPSCREEN_DEVICE": "cpu",
+    "PAPSCREEN_INTAKE__SETTLE_SECONDS": "1",
+    "PAPSCREEN_INTAKE__RETRY_SECONDS": "0.5",
+    "PAPSCREEN_INTAKE__RETRY_MAX_SECONDS": "2",
+    "PAPSCREEN_ORCHESTRATION__INTAKE_LOCK_SECONDS": "5",
+    "PAPSCREEN_ORCHESTRATION__INTAKE_BATCH": "10",
+    "PAPSCREEN_ORCHESTRATION__RETRY_DELAYS_SECONDS": "[0.5, 1, 2]",
+    "PAPSCREEN_ANALYSIS__READER_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+"""What every worker runs with: settings as the service reads them (``PAPSCREEN_*``), quick to settle and retry."""
 
-    settings = load_settings(home=home, database_url=database_url)
-    settings.intake.settle_seconds = 1.0
-    settings.intake.retry_seconds = 0.5
-    settings.intake.retry_max_seconds = 2.0
-    settings.orchestration.intake_lock_seconds = 5.0
-    database = Database(settings.database_url)
+
+def run_worker(analyze: bool) -> None:
+    """A worker until killed: the intake flow with inline analyses, or (``analyze`` false) intake passes alone.
+
+    A failed pass (a connection cut, the database restarting) is simply followed by the next, as the service's
+    schedule does.
+    """
+    if analyze:
+        from papscreen.flows.intake import intake_flow
+
+        def one_pass() -> None:
+            intake_flow(analyze=True, dispatch="inline")
+    else:
+        from papscreen.config import load_settings
+        from papscreen.db.database import Database
+        from papscreen.tasks.intake import ingest_pass
+
+        settings = load_settings()
+        database = Database(settings.database_url)
+
+        def one_pass() -> None:
+            ingest_pass(settings, database)
+
     while True:
         try:
-            ingest_pass(settings, database)
-        except Exception as e:  # noqa: BLE001 - what Prefect's retries do for the service
+            one_pass()
+        except Exception as e:  # noqa: BLE001 - the next scheduled pass is what the service would do
             print(f"pass failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
         time.sleep(0.05)
 
@@ -167,15 +200,15 @@ def run_worker(home: Path, database_url: str) -> None:
 class Workers:
     """The intake worker processes, restarted after each kill."""
 
-    def __init__(self, count: int, home: Path, database_url: str, log: Path) -> None:
-        self.home, self.database_url, self.log = home, database_url, log
+    def __init__(self, count: int, env: dict[str, str], analyze: bool, log: Path) -> None:
+        self.env, self.analyze, self.log = env, analyze, log
         self.processes = [self._start() for _ in range(count)]
         self.kills = 0
 
     def _start(self) -> subprocess.Popen:
-        command = [sys.executable, __file__, "worker", "--home", str(self.home), "--database-url", self.database_url]
+        command = [sys.executable, __file__, "worker", *(["--analyze"] if self.analyze else [])]
         with self.log.open("a") as log:
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
 
     def kill_one(self, chooser: random.Random) -> None:
         index = chooser.randrange(len(self.processes))
@@ -228,14 +261,14 @@ def _kept_files(*roots: Path) -> collections.Counter[str]:
     return kept
 
 
-def check(home: Path, database_url: str, written: Written) -> dict[str, object]:
+def check(settings: Settings, written: Written, analyze: bool) -> dict[str, object]:
     """Compare what was written with what the store, the quarantine and the database hold."""
-    from papscreen.config import load_settings
+    from sqlalchemy import func, select
+
     from papscreen.db import queries
     from papscreen.db.database import Database
-    from papscreen.db.schema import SlideStatus
+    from papscreen.db.schema import Analysis, SlideStatus
 
-    settings = load_settings(home=home, database_url=database_url)
     database = Database(settings.database_url)
     expected = collections.Counter(sha for _name, sha in written.files)
     expected.update("link:" + os.fsdecode(target) for _name, target in written.links)
@@ -245,37 +278,49 @@ def check(home: Path, database_url: str, written: Written) -> dict[str, object]:
         slides = queries.list_slides(session)
         unstored = queries.unstored_claims(session)
         retries = queries.intake_retries(session)
-    queued_by_sha = collections.Counter(s.sha256 for s in slides if s.status == SlideStatus.QUEUED)
-    duplicates = sum(1 for s in slides if s.status == SlideStatus.DUPLICATE)
-    quarantined = sum(1 for s in slides if s.status == SlideStatus.QUARANTINED)
+        analyses = dict(session.execute(select(Analysis.slide_id, func.count()).group_by(Analysis.slide_id)).all())
+    database.dispose()
+    finished = SlideStatus.DONE if analyze else SlideStatus.QUEUED
+    kept_once = collections.Counter(s.sha256 for s in slides if s.status == finished)
+    capped = [
+        s
+        for s in slides
+        if s.status == SlideStatus.QUARANTINED and "interrupted" in (s.error or "") and s.sha256 in written.good
+    ]
     statuses = collections.Counter(str(s.status.value) for s in slides)
-    others = [
+    expected_states = {SlideStatus.DUPLICATE, SlideStatus.QUARANTINED, finished}
+    problems = [
         f"slide {s.id} ({s.original_name}): {s.status.value}, {s.error}"
         for s in slides
-        if s.status not in (SlideStatus.QUEUED, SlideStatus.DUPLICATE, SlideStatus.QUARANTINED)
+        if s.status not in expected_states
     ]
-    database.dispose()
-    problems = []
     if kept != expected:
         missing, extra = expected - kept, kept - expected
         problems.append(f"files lost or copied: {sum(missing.values())} missing, {sum(extra.values())} extra")
     if left:
         problems.append(f"{len(left)} files left in the intake folder: {[p.name for p in left[:5]]}")
-    not_once = [sha for sha in written.good if queued_by_sha[sha] != 1]
+    capped_shas = {s.sha256 for s in capped}
+    not_once = [sha for sha in written.good if kept_once[sha] != 1 and sha not in capped_shas]
     if not_once:
-        problems.append(f"{len(not_once)} good contents without exactly one slide queued for analysis")
+        problems.append(f"{len(not_once)} good contents without exactly one slide {finished.value}")
+    if analyze:
+        twice = [s.id for s in slides if s.status == SlideStatus.DONE and analyses.get(s.id, 0) != 1]
+        if twice:
+            problems.append(f"{len(twice)} done slides without exactly one analysis: {twice[:5]}")
+    over = [s.id for s in slides if s.attempts > settings.orchestration.max_attempts]
+    if over:
+        problems.append(f"{len(over)} slides taken more than {settings.orchestration.max_attempts} times: {over[:5]}")
     if unstored:
         problems.append(f"{len(unstored)} claims never finished")
     if retries:
         problems.append(f"{len(retries)} files still waiting for a retry")
-    problems += others
     return {
         "entries_written": len(written.files) + len(written.links),
         "distinct_good_scans": len(written.good),
         "slides": len(slides),
-        "queued_once": len(written.good) - len(not_once),
-        "duplicates": duplicates,
-        "quarantined": quarantined,
+        f"good_scans_{finished.value}_once": len(written.good) - len(not_once) - len(capped_shas),
+        "good_scans_quarantined_at_the_attempt_cap": len(capped_shas),
+        "most_attempts": max((s.attempts for s in slides), default=0),
         "statuses": dict(statuses),
         "problems": problems,
     }
@@ -311,23 +356,81 @@ def _drained(home: Path) -> bool:
     return not any(p.is_file() or p.is_symlink() for p in intake.rglob("*"))
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _settled(settings: Settings, analyze: bool) -> bool:
+    """The intake folder is empty and, when analysing, no slide is queued or being analysed."""
+    from papscreen.db import queries
+    from papscreen.db.database import Database
+    from papscreen.db.schema import SlideStatus
+
+    if any(p.is_file() or p.is_symlink() for p in settings.intake_dir.rglob("*")):
+        return False
+    if not analyze:
+        return True
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            counts = queries.status_counts(session)
+    except Exception:  # noqa: BLE001 - the database may be restarting: not settled yet
+        return False
+    finally:
+        database.dispose()
+    return counts.get(SlideStatus.QUEUED, 0) == 0 and counts.get(SlideStatus.PROCESSING, 0) == 0
+
+
 def soak(args: argparse.Namespace) -> dict[str, object]:
+    from papscreen.cli.service_cmd import install_default_models, local_prefect_server
     from papscreen.config import load_settings
     from papscreen.db import migrate
     from papscreen.db.database import Database
 
+    analyze = not args.intake_only
     home = Path(tempfile.mkdtemp(prefix="papscreen-soak-"))
     database_url, pg_name = _database(args.pg, home, args.admin_url)
+    env = {
+        **os.environ,
+        **WORKER_ENV,
+        "PAPSCREEN_HOME": str(home),
+        "PAPSCREEN_DATABASE_URL": database_url,
+        "PAPSCREEN_ORCHESTRATION__PREFECT_PORT": str(_free_port()),
+    }
+    env.pop("PAPSCREEN_CONFIG", None)
     settings = load_settings(home=home, database_url=database_url)
+    settings.orchestration.prefect_port = int(env["PAPSCREEN_ORCHESTRATION__PREFECT_PORT"])
     settings.ensure_folders()
     database = Database(settings.database_url)
     migrate.upgrade(database)
     database.dispose()
+    with ExitStack() as stack:
+        if analyze:
+            print(f"models: {install_default_models(settings)}", flush=True)
+            env.pop("PREFECT_API_URL", None)
+            server = stack.enter_context(local_prefect_server(settings))
+            env["PREFECT_API_URL"] = server.wait_ready()
+        report = _run(args, settings, env, pg_name, analyze)
+    report.update(home=str(home))
+    if not args.keep:
+        if pg_name:
+            _drop(pg_name, args.admin_url)
+        shutil.rmtree(home, ignore_errors=True)
+        report.pop("home")
+    return report
+
+
+def _run(
+    args: argparse.Namespace, settings: Settings, env: dict[str, str], pg_name: str | None, analyze: bool
+) -> dict[str, object]:
+    """Write, kill and cut while the workers run; let them drain; check."""
     written = Written()
     stop = threading.Event()
     cuts: list[int] = []
     started = time.perf_counter()
-    workers = Workers(args.workers, home, database_url, home / "workers.log")
+    workers = Workers(args.workers, env, analyze, settings.home / "workers.log")
     cutter = None
     if pg_name:
         cutter = threading.Thread(target=cut_connections, args=(args.admin_url, pg_name, stop, args.cut_every, cuts))
@@ -337,32 +440,32 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
     )
     writer.start()
     chooser = random.Random(args.seed)
-    while writer.is_alive():
+    kills_end: float | None = None
+    while kills_end is None or (time.monotonic() < kills_end and not _settled(settings, analyze)):
         time.sleep(chooser.uniform(0.3, 1.7) * args.kill_every)
         workers.kill_one(chooser)
+        if kills_end is None and not writer.is_alive():
+            written_at = time.perf_counter()
+            kills_end = time.monotonic() + args.kill_seconds  # faults go on while the backlog is analysed
     stop.set()
     if cutter:
         cutter.join()
     deadline = time.monotonic() + args.drain_seconds
-    while not _drained(home) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    while not _settled(settings, analyze) and time.monotonic() < deadline:
+        time.sleep(1.0)
     time.sleep(3)  # a last pass settles any claim whose file the final moves left recorded but unsettled
     workers.stop()
-    report = check(home, database_url, written)
+    report = check(settings, written, analyze)
     report.update(
         scans=args.scans,
         backend="postgresql" if pg_name else "sqlite",
+        analyses=analyze,
         workers=args.workers,
         kills=workers.kills,
         connections_cut=sum(cuts),
         seconds=round(time.perf_counter() - started, 1),
-        home=str(home),
+        drain_seconds=round(time.perf_counter() - written_at, 1),
     )
-    if not args.keep:
-        if pg_name:
-            _drop(pg_name, args.admin_url)
-        shutil.rmtree(home, ignore_errors=True)
-        report.pop("home")
     return report
 
 
@@ -370,9 +473,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="role")
     run = sub.add_parser("run", help="the soak (the default)")
-    worker = sub.add_parser("worker", help="one intake worker (started by the soak)")
-    worker.add_argument("--home", type=Path, required=True)
-    worker.add_argument("--database-url", required=True)
+    worker = sub.add_parser("worker", help="one worker (started by the soak, configured by its environment)")
+    worker.add_argument("--analyze", action="store_true")
     for p in (parser, run):
         p.add_argument("--scans", type=int, default=1000)
         p.add_argument("--seconds", type=float, default=None, help="how long the writer takes (default scans/8)")
@@ -381,13 +483,19 @@ def main() -> int:
         p.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL server to create the soak database on")
         p.add_argument("--kill-every", type=float, default=2.0, help="mean seconds between two SIGKILLs")
         p.add_argument("--cut-every", type=float, default=3.0, help="mean seconds between two connection cuts")
-        p.add_argument("--drain-seconds", type=float, default=300.0)
+        p.add_argument(
+            "--kill-seconds", type=float, default=60.0, help="faults go on this long after the last scan is written"
+        )
+        p.add_argument("--drain-seconds", type=float, default=600.0, help="then, at most this long without faults")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--keep", action="store_true", help="keep the soak's folder and PostgreSQL database")
+        p.add_argument(
+            "--intake-only", action="store_true", help="workers ingest only (no Prefect server, no analyses)"
+        )
         p.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args()
     if args.role == "worker":
-        run_worker(args.home, args.database_url)
+        run_worker(args.analyze)
         return 0
     args.seconds = args.seconds if args.seconds is not None else args.scans / 8
     report = soak(args)

@@ -1,7 +1,10 @@
-"""The intake soak at 100 scans, as CI runs it: workers killed at random and, on PostgreSQL, connections cut.
+"""The soak at 100 scans, as CI runs it: workers killed at random and, on PostgreSQL, connections cut.
 
 ``benchmarks/soak.py`` is run as it is for the 1,000-scan figures; it exits non-zero and lists the problems when
-a scan was lost, copied twice, left behind, registered twice or left with an unfinished claim.
+a scan was lost, copied twice, left behind, registered twice, analysed twice, taken more often than the attempt
+cap, or left with an unfinished claim. On SQLite the workers ingest only (intake passes, no Prefect server); on
+PostgreSQL they run the intake flow with its analyses inline against a Prefect server of the soak's own, the
+shipped models grading every good scan.
 """
 
 from __future__ import annotations
@@ -20,23 +23,25 @@ SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 def test_a_hundred_scans_through_killed_workers_are_each_kept_once(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    options = []
+    options = ["--intake-only"]
     if backend == "postgresql":
         server = request.getfixturevalue("postgres_server")
-        options = ["--pg", "--admin-url", server.render_as_string(hide_password=False)]
+        options = ["--pg", "--admin-url", server.render_as_string(hide_password=False), "--kill-seconds", "30"]
     report_file = tmp_path / "soak.json"
     done = subprocess.run(
         [sys.executable, str(SOAK), "--scans", "100", "--kill-every", "1.5", "--json", str(report_file), *options],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(report_file.read_text())
     assert report["problems"] == []
     assert report["entries_written"] == 100
-    assert report["queued_once"] == report["distinct_good_scans"] > 50
     assert report["kills"] >= 3
     if backend == "postgresql":
         assert report["connections_cut"] >= 1
+        assert report["good_scans_done_once"] + report["good_scans_quarantined_at_the_attempt_cap"] > 50
+    else:
+        assert report["good_scans_queued_once"] == report["distinct_good_scans"] > 50
