@@ -1,27 +1,31 @@
-"""Soak the intake with faults: scans arriving for minutes while workers are killed and connections cut.
+"""Soak the intake and the analyses with faults: scans arriving while workers are killed and the database fails.
 
     .venv/bin/python benchmarks/soak.py --scans 1000 --pg          # about 1,000 scans on PostgreSQL
-    .venv/bin/python benchmarks/soak.py --scans 100                 # SQLite, a couple of minutes
+    .venv/bin/python benchmarks/soak.py --scans 100 --intake-only  # SQLite, intake passes only, under a minute
 
-A writer drops ``--scans`` files into a fresh intake folder over the run: good scans (small PNG, JPEG, TIFF and
-BMP), a fifth of them byte-identical copies under other names or in other folders, a tenth bad (empty, cut short,
-random bytes named like an image, a header declaring 3.6 gigapixels, GIF), some written slowly in pieces, names
-that are not UTF-8 or are very long, and symlinks. Two intake workers (separate processes running
-:func:`papscreen.tasks.intake.ingest_pass` in a loop, as the service's passes do) take them. A killer sends
-SIGKILL to a random worker every ``--kill-every`` seconds on average, at whatever moment it is in (claiming,
-hashing, copying, moving, committing) and starts a new one; on PostgreSQL another thread ends the workers'
-connections with ``pg_terminate_backend`` every ``--cut-every`` seconds.
+A writer drops ``--scans`` files into a fresh intake folder over ``scans/8`` seconds: good scans (small PNG, JPEG,
+TIFF and BMP), a fifth of them byte-identical copies under other names or in other folders, a tenth bad (empty,
+cut short, random bytes named like an image, a header declaring 3.6 gigapixels, a GIF), some written slowly in
+pieces, names that are not UTF-8 or longer than the database column, and symlinks. Two workers (separate
+processes) run the intake flow in a loop, as the service's schedule does, with the analyses inline: the shipped
+models grade every good scan, against a Prefect server of the soak's own (``--intake-only``: plain intake passes,
+no Prefect, no analyses). A killer sends SIGKILL to a random worker every ``--kill-every`` seconds on average, at
+whatever moment it is in (claiming, hashing, moving, beginning or storing an analysis) and starts a new one; the
+kills go on ``--kill-seconds`` after the last scan is written, while the backlog is analysed. With ``--pg`` the
+database is a PostgreSQL server of the soak's own (the machine's ``initdb``/``pg_ctl``): a thread ends the
+workers' connections with ``pg_terminate_backend`` every ``--cut-every`` seconds, and half-way through the writing
+the server is stopped for 5 seconds and started again.
 
-When the writer is done, the kills stop and the workers drain the folder. Then the script checks and prints:
+Then the workers drain the backlog without faults, and the script checks and prints:
 
 * every file written ends, byte-identical, exactly once in the store or the quarantine (nothing lost, nothing
   deleted, nothing copied twice), and nothing is left in the intake folder;
-* every distinct good content has exactly one slide queued for analysis, every other copy is a duplicate;
-* no claim is left unfinished and no retry is pending.
+* every distinct good content has exactly one slide done with exactly one analysis (queued, with
+  ``--intake-only``), unless it was quarantined for being interrupted ``orchestration.max_attempts`` times (the
+  kills can do that; counted apart); every other copy is a duplicate; every bad file is quarantined;
+* no slide was taken more often than the attempt cap, no claim is left unfinished and no retry is pending.
 
-It exits non-zero when a check fails. The analysis loop (killed analyses, attempts within the cap) is not part of
-this soak yet: ``tests/flows`` covers killed analyses one at a time.
-"""
+It exits non-zero when a check fails."""
 
 from __future__ import annotations
 
@@ -41,7 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +55,10 @@ from PIL import Image
 
 if TYPE_CHECKING:
     from papscreen.config import Settings
+    from tests.flows.private_postgres import PrivatePostgres
 
-ADMIN_URL = os.environ.get("PAPSCREEN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.flows.private_postgres: the throw-away PostgreSQL server the tests use
 
 
 # -- what the writer drops ------------------------------------------------------------------------------------
@@ -230,14 +235,17 @@ def cut_connections(admin_url: str, database_name: str, stop: threading.Event, e
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     chooser = random.Random(7)
     while not stop.wait(chooser.uniform(0.5, 1.5) * every):
-        with engine.connect() as connection:
-            ended = connection.execute(
-                sa.text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": database_name},
-            ).scalar_one()
+        try:
+            with engine.connect() as connection:
+                ended = connection.execute(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": database_name},
+                ).scalar_one()
+        except sa.exc.OperationalError:  # the server is restarting: nothing to cut
+            continue
         cuts.append(int(ended))
     engine.dispose()
 
@@ -329,31 +337,26 @@ def check(settings: Settings, written: Written, analyze: bool) -> dict[str, obje
 # -- the run --------------------------------------------------------------------------------------------------
 
 
-def _database(pg: bool, home: Path, admin_url: str) -> tuple[str, str | None]:
-    if not pg:
-        return f"sqlite:///{home / 'papscreen.db'}", None
-    import sqlalchemy as sa
+def _private_postgres() -> PrivatePostgres:
+    """A PostgreSQL server of the soak's own (the machine's binaries), so it can be restarted mid-run."""
+    from tests.flows.private_postgres import PrivatePostgres, find_pg_bin
 
-    name = f"papscreen_soak_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return str(sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)), name
-
-
-def _drop(name: str, admin_url: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    binaries = find_pg_bin()
+    if binaries is None:
+        raise SystemExit("--pg needs PostgreSQL's server binaries (initdb, pg_ctl): apt-get install postgresql")
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="papscreen-soak-pg-")), binaries).init()
+    server.start()
+    return server
 
 
-def _drained(home: Path) -> bool:
-    intake = home / "intake"
-    return not any(p.is_file() or p.is_symlink() for p in intake.rglob("*"))
+def restart_postgres(server: PrivatePostgres, at: float, down_seconds: float, restarts: list[float]) -> None:
+    """Stop the server ``at`` seconds from now for ``down_seconds``, as a database upgrade or a crash would."""
+    time.sleep(at)
+    server.stop()
+    stopped = time.perf_counter()
+    time.sleep(down_seconds)
+    server.start()
+    restarts.append(round(time.perf_counter() - stopped, 1))
 
 
 def _free_port() -> int:
@@ -391,7 +394,8 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
 
     analyze = not args.intake_only
     home = Path(tempfile.mkdtemp(prefix="papscreen-soak-"))
-    database_url, pg_name = _database(args.pg, home, args.admin_url)
+    server = _private_postgres() if args.pg else None
+    database_url = server.create_database("papscreen") if server else f"sqlite:///{home / 'papscreen.db'}"
     env = {
         **os.environ,
         **WORKER_ENV,
@@ -410,20 +414,24 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
         if analyze:
             print(f"models: {install_default_models(settings)}", flush=True)
             env.pop("PREFECT_API_URL", None)
-            server = stack.enter_context(local_prefect_server(settings))
-            env["PREFECT_API_URL"] = server.wait_ready()
-        report = _run(args, settings, env, pg_name, analyze)
+            prefect = stack.enter_context(local_prefect_server(settings))
+            env["PREFECT_API_URL"] = prefect.wait_ready()
+        report = _run(args, settings, env, server, analyze)
     report.update(home=str(home))
+    if server is not None:
+        server.stop()
+        report.update(postgres=str(server.root))
     if not args.keep:
-        if pg_name:
-            _drop(pg_name, args.admin_url)
         shutil.rmtree(home, ignore_errors=True)
         report.pop("home")
+        if server is not None:
+            shutil.rmtree(server.root, ignore_errors=True)
+            report.pop("postgres")
     return report
 
 
 def _run(
-    args: argparse.Namespace, settings: Settings, env: dict[str, str], pg_name: str | None, analyze: bool
+    args: argparse.Namespace, settings: Settings, env: dict[str, str], server: PrivatePostgres | None, analyze: bool
 ) -> dict[str, object]:
     """Write, kill and cut while the workers run; let them drain; check."""
     written = Written()
@@ -431,10 +439,13 @@ def _run(
     cuts: list[int] = []
     started = time.perf_counter()
     workers = Workers(args.workers, env, analyze, settings.home / "workers.log")
-    cutter = None
-    if pg_name:
-        cutter = threading.Thread(target=cut_connections, args=(args.admin_url, pg_name, stop, args.cut_every, cuts))
+    cutter = restarter = None
+    restarts: list[float] = []
+    if server is not None:
+        cutter = threading.Thread(target=cut_connections, args=(server.url(), "papscreen", stop, args.cut_every, cuts))
         cutter.start()
+        restarter = threading.Thread(target=restart_postgres, args=(server, args.seconds / 2, 5.0, restarts))
+        restarter.start()
     writer = threading.Thread(
         target=write_scans, args=(settings.intake_dir, args.scans, args.seconds, args.seed, written)
     )
@@ -448,8 +459,9 @@ def _run(
             written_at = time.perf_counter()
             kills_end = time.monotonic() + args.kill_seconds  # faults go on while the backlog is analysed
     stop.set()
-    if cutter:
-        cutter.join()
+    for thread in (cutter, restarter):
+        if thread is not None:
+            thread.join()
     deadline = time.monotonic() + args.drain_seconds
     while not _settled(settings, analyze) and time.monotonic() < deadline:
         time.sleep(1.0)
@@ -458,11 +470,12 @@ def _run(
     report = check(settings, written, analyze)
     report.update(
         scans=args.scans,
-        backend="postgresql" if pg_name else "sqlite",
+        backend="postgresql" if server else "sqlite",
         analyses=analyze,
         workers=args.workers,
         kills=workers.kills,
         connections_cut=sum(cuts),
+        postgres_restarts_seconds_down=restarts,
         seconds=round(time.perf_counter() - started, 1),
         drain_seconds=round(time.perf_counter() - written_at, 1),
     )
@@ -480,7 +493,6 @@ def main() -> int:
         p.add_argument("--seconds", type=float, default=None, help="how long the writer takes (default scans/8)")
         p.add_argument("--workers", type=int, default=2)
         p.add_argument("--pg", action="store_true", help="PostgreSQL (cut connections too) instead of SQLite")
-        p.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL server to create the soak database on")
         p.add_argument("--kill-every", type=float, default=2.0, help="mean seconds between two SIGKILLs")
         p.add_argument("--cut-every", type=float, default=3.0, help="mean seconds between two connection cuts")
         p.add_argument(
