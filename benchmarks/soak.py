@@ -14,7 +14,9 @@ whatever moment it is in (claiming, hashing, moving, beginning or storing an ana
 kills go on ``--kill-seconds`` after the last scan is written, while the backlog is analysed. With ``--pg`` the
 database is a PostgreSQL server of the soak's own (the machine's ``initdb``/``pg_ctl``): a thread ends the
 workers' connections with ``pg_terminate_backend`` every ``--cut-every`` seconds, and half-way through the writing
-the server is stopped for 5 seconds and started again.
+the server is stopped for 5 seconds and started again. With ``--disk-full`` (root: it mounts a tmpfs) the store is
+a file system of its own, so every move into it is a verified copy, and a quarter of the way through it is filled
+to the last byte for 10 seconds.
 
 Then the workers drain the backlog without faults, and the script checks and prints:
 
@@ -260,7 +262,7 @@ def _kept_files(*roots: Path) -> collections.Counter[str]:
         for folder, _dirs, names in os.walk(root):
             for name in names:
                 path = Path(folder) / name
-                if name.endswith((".reason.json", ".done")) or ".reason." in name:
+                if name.endswith((".reason.json", ".done")) or ".reason." in name or name == FILLER:
                     continue
                 if path.is_symlink():
                     kept["link:" + os.readlink(path)] += 1
@@ -359,6 +361,37 @@ def restart_postgres(server: PrivatePostgres, at: float, down_seconds: float, re
     restarts.append(round(time.perf_counter() - stopped, 1))
 
 
+FILLER = ".soak-filler"
+"""The file that fills the store during the disk-full episode (not a scan; the checks skip it)."""
+
+
+def mount_store(store: Path) -> None:
+    """Put the store on a file system of its own (a tmpfs), so it can fill up; moves into it then copy."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(store)], check=True, capture_output=True)
+
+
+def fill_store(store: Path, at: float, full_seconds: float, episodes: list[float]) -> None:
+    """``at`` seconds from now, fill the store's file system to the last byte for ``full_seconds``, then free it."""
+    time.sleep(at)
+    filler = store / FILLER
+    with filler.open("wb", buffering=0) as handle:
+        chunk = b"\0" * (1 << 20)
+        try:
+            while True:
+                handle.write(chunk)
+        except OSError:
+            pass
+        try:
+            while True:  # the last bytes too: a scan of a few kilobytes must not fit
+                handle.write(b"\0" * 512)
+        except OSError:
+            pass
+    started = time.perf_counter()
+    time.sleep(full_seconds)
+    filler.unlink()
+    episodes.append(round(time.perf_counter() - started, 1))
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -411,6 +444,9 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
     migrate.upgrade(database)
     database.dispose()
     with ExitStack() as stack:
+        if args.disk_full:
+            mount_store(settings.store_dir)
+            stack.callback(subprocess.run, ["umount", "-l", str(settings.store_dir)], check=False)
         if analyze:
             print(f"models: {install_default_models(settings)}", flush=True)
             env.pop("PREFECT_API_URL", None)
@@ -439,8 +475,12 @@ def _run(
     cuts: list[int] = []
     started = time.perf_counter()
     workers = Workers(args.workers, env, analyze, settings.home / "workers.log")
-    cutter = restarter = None
+    cutter = restarter = filler = None
     restarts: list[float] = []
+    full: list[float] = []
+    if args.disk_full:
+        filler = threading.Thread(target=fill_store, args=(settings.store_dir, args.seconds / 4, 10.0, full))
+        filler.start()
     if server is not None:
         cutter = threading.Thread(target=cut_connections, args=(server.url(), "papscreen", stop, args.cut_every, cuts))
         cutter.start()
@@ -459,7 +499,7 @@ def _run(
             written_at = time.perf_counter()
             kills_end = time.monotonic() + args.kill_seconds  # faults go on while the backlog is analysed
     stop.set()
-    for thread in (cutter, restarter):
+    for thread in (cutter, restarter, filler):
         if thread is not None:
             thread.join()
     deadline = time.monotonic() + args.drain_seconds
@@ -476,6 +516,7 @@ def _run(
         kills=workers.kills,
         connections_cut=sum(cuts),
         postgres_restarts_seconds_down=restarts,
+        store_full_seconds=full,
         seconds=round(time.perf_counter() - started, 1),
         drain_seconds=round(time.perf_counter() - written_at, 1),
     )
@@ -501,6 +542,11 @@ def main() -> int:
         p.add_argument("--drain-seconds", type=float, default=600.0, help="then, at most this long without faults")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--keep", action="store_true", help="keep the soak's folder and PostgreSQL database")
+        p.add_argument(
+            "--disk-full",
+            action="store_true",
+            help="the store on a tmpfs of its own (needs root), filled to the last byte for 10 s a quarter of the way",
+        )
         p.add_argument(
             "--intake-only", action="store_true", help="workers ingest only (no Prefect server, no analyses)"
         )

@@ -8,7 +8,14 @@ beside a quarantined file. No database and no Prefect here: the flows compose th
 """
 
 from papscreen.intake.discover import Arrival, Scan, printable, scan_intake
-from papscreen.intake.files import destination, move_file, sha256_of, unchanged_since, write_reason
+from papscreen.intake.files import (
+    destination,
+    move_file,
+    remove_stale_partials,
+    sha256_of,
+    unchanged_since,
+    write_reason,
+)
 from papscreen.intake.probe import ScanInfo, probe_scan
 
 __all__ = [
@@ -19,6 +26,7 @@ __all__ = [
     "move_file",
     "printable",
     "probe_scan",
+    "remove_stale_partials",
     "scan_intake",
     "sha256_of",
     "unchanged_since",

@@ -3,8 +3,9 @@
 A patient's scan may exist in one copy only, so every move here either completes or leaves the source where it
 was, and never replaces a file already at the destination. On one file system a move is a hard link followed by
 removing the source name (the link fails if the destination exists, atomically); across file systems the bytes
-are copied to a temporary name beside the destination, synced, checked against the source's sha256 and only
-then given their final name, and the source is removed last.
+are copied to a temporary name beside the destination (``NAME.partial-HOST-PID``, removed by the next move to that
+destination if its process was killed), synced, re-read and checked against the source's sha256 and only then
+given their final name, and the source is removed last.
 
 Destinations are deterministic (:func:`destination`), so a crash between moving a file and recording it in the
 database can be recovered by looking where the file would have gone.
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +27,19 @@ from typing import Any
 
 from papscreen.datasets.fingerprint import file_sha256
 
-__all__ = ["MAX_NAME_CHARS", "destination", "move_file", "sha256_of", "unchanged_since", "write_reason"]
+__all__ = [
+    "MAX_NAME_CHARS",
+    "destination",
+    "move_file",
+    "remove_stale_partials",
+    "sha256_of",
+    "unchanged_since",
+    "write_reason",
+]
 
 MAX_NAME_CHARS = 150
 """Longest flattened name kept in a destination; leaves room under the 255-byte limit of most file systems
-for the slide id and suffixes such as ``.done``, ``.reason.json`` and ``.partial-<pid>``."""
+for the slide id and suffixes such as ``.done``, ``.reason.json`` and ``.partial-<host>-<pid>``."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_SUFFIX_CHARS = 16
@@ -212,9 +222,49 @@ def _link_then_unlink(src: Path, dest: Path) -> None:
     os.unlink(src)
 
 
+def remove_stale_partials(dest: Path) -> list[Path]:
+    """Delete the half-written copies to ``dest`` that a killed process of this host left behind.
+
+    A copy across file systems is written to ``dest.partial-HOST-PID`` first; a process killed during the copy
+    (SIGKILL, a power cut) cannot remove it. A partial whose process still runs, or that another host wrote, is
+    left alone. Returns what was deleted.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / f"a.jpg.partial-{socket.gethostname()}-999999999").write_bytes(b"half")
+        >>> [p.name.split(".")[1] for p in remove_stale_partials(folder / "a.jpg")]
+        ['jpg']
+    """
+    removed = []
+    prefix = f"{dest.name}.partial-{socket.gethostname()}-"
+    try:
+        candidates = [entry for entry in os.scandir(dest.parent) if entry.name.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+    for entry in candidates:
+        pid = entry.name.removeprefix(prefix)
+        if pid.isdigit() and not _alive(int(pid)):
+            with suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _copy_verified(src: Path, dest: Path, expected_sha256: str | None) -> None:
     """Copy across file systems to a temporary name, sync, re-read and verify its sha256, then name it ``dest``."""
-    partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
+    remove_stale_partials(dest)
+    partial = dest.with_name(f"{dest.name}.partial-{socket.gethostname()}-{os.getpid()}")
     try:
         source_digest = _copy_and_hash(src, partial)
         copy_digest = sha256_of(partial)

@@ -33,6 +33,7 @@ from prefect.cache_policies import NO_CACHE
 from papscreen.config import Settings
 from papscreen.db import queries
 from papscreen.db.database import Database
+from papscreen.db.queries.slides import PATH_CHARS, storable
 from papscreen.db.schema import Slide, SlideStatus, utcnow
 from papscreen.errors import ImageError
 from papscreen.intake import (
@@ -42,6 +43,7 @@ from papscreen.intake import (
     move_file,
     printable,
     probe_scan,
+    remove_stale_partials,
     scan_intake,
     sha256_of,
     unchanged_since,
@@ -411,8 +413,9 @@ def recover_unstored(settings: Settings, database: Database) -> list[str]:
         claims = [
             (s.id, s.status, s.original_name, s.original_path, s.received_at) for s in queries.unstored_claims(session)
         ]
+    in_intake = _StillInIntake(settings.intake_dir)
     for slide_id, status, name, original_path, received in claims:
-        if original_path and os.path.lexists(original_path):
+        if original_path and in_intake(original_path):
             continue
         try:
             _settle_claim(settings, database, slide_id, status, name, received)
@@ -423,12 +426,40 @@ def recover_unstored(settings: Settings, database: Database) -> list[str]:
     return settled
 
 
+class _StillInIntake:
+    """Whether a claim's file is still in the intake folder, from the path the database kept.
+
+    The database keeps a path as valid UTF-8 of bounded length (:func:`~papscreen.db.queries.slides.storable`),
+    so a name that is not UTF-8, or a path longer than the column, is no longer the file's real path: for those
+    the intake folder is listed once and its paths compared in their stored form.
+    """
+
+    def __init__(self, intake_dir: Path) -> None:
+        self.intake_dir = intake_dir
+        self._stored_forms: set[str] | None = None
+
+    def __call__(self, original_path: str) -> bool:
+        if os.path.lexists(original_path):
+            return True
+        if "\ufffd" not in original_path and len(original_path) < PATH_CHARS:
+            return False  # kept exactly as it was: it really has gone
+        if self._stored_forms is None:
+            self._stored_forms = {
+                storable(os.path.join(folder, name), PATH_CHARS)  # type: ignore[misc]
+                for folder, _dirs, names in os.walk(self.intake_dir)
+                for name in names
+            }
+        return original_path in self._stored_forms
+
+
 def _settle_claim(
     settings: Settings, database: Database, slide_id: int, status: SlideStatus, name: str, received: datetime
 ) -> None:
     stored = destination(settings.store_dir, slide_id, name, received)
     quarantined = destination(settings.quarantine_dir, slide_id, name, received)
     duplicate = destination(settings.quarantine_dir / DUPLICATES_FOLDER, slide_id, name, received)
+    for target in (stored, quarantined, duplicate):
+        remove_stale_partials(target)  # a copy its killed pass left half written
     with database.session(write=True) as session:
         if status == SlideStatus.DUPLICATE:
             if duplicate.exists():

@@ -6,6 +6,8 @@ import errno
 import hashlib
 import json
 import os
+import socket
+import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -225,6 +227,30 @@ def test_a_copy_is_checked_against_the_digest_the_scan_was_claimed_under(
     assert not dest.exists()
     assert _leftovers(dest.parent) == []
     assert move_file(scan, dest, expected_sha256=hashlib.sha256(CONTENT).hexdigest()).read_bytes() == CONTENT
+
+
+def test_a_copy_left_half_written_by_a_killed_process_is_removed_by_the_next_move(
+    scan: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "_same_filesystem", lambda src, folder: False)
+    dest = tmp_path / "store" / "a.jpg"
+    dest.parent.mkdir()
+    host = socket.gethostname()
+    dead = _dead_pid()
+    stale = dest.with_name(f"a.jpg.partial-{host}-{dead}")
+    running = dest.with_name(f"a.jpg.partial-{host}-{os.getppid()}")  # a copy still under way
+    elsewhere = dest.with_name("a.jpg.partial-another-host-1")
+    for partial in (stale, running, elsewhere):
+        partial.write_bytes(CONTENT[:100])
+    assert move_file(scan, dest).read_bytes() == CONTENT
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted(["a.jpg", running.name, elsewhere.name])
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has just ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 def test_without_hard_links_the_move_falls_back_to_rename(

@@ -308,6 +308,26 @@ def test_the_retry_record_of_a_file_taken_out_of_the_intake_is_dropped(settings:
         assert queries.intake_retries(session) == []
 
 
+@pytest.mark.parametrize("name", [b"scan-\xe9\xff.png", b"deep/" * 450 + b"scan.png"], ids=["not-utf8", "long-path"])
+def test_a_claim_left_unfinished_by_a_file_whose_name_the_database_cannot_keep_is_finished(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch, name: bytes
+) -> None:
+    """Recovery must see that such a file is still in the intake (found by the soak, on a full disk)."""
+    scan = Path(os.fsdecode(os.fsencode(settings.intake_dir) + b"/" + name))
+    write_field_scan(scan, seed=5)
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(intake_tasks, "move_file", disk_full)
+    assert list(_ingest_all(settings, database).values()) == ["retry"]
+    monkeypatch.undo()
+    assert recover_unstored(settings, database) == []  # still in the intake: left to the pass
+    assert list(_ingest_all(settings, database).values()) == ["queued"]
+    with database.session() as session:
+        assert {s.status for s in queries.list_slides(session)} == {SlideStatus.QUEUED}
+
+
 def test_a_duplicate_whose_file_is_gone_is_settled_once_and_stays_a_duplicate(
     settings: Settings, database: Database
 ) -> None:
