@@ -515,6 +515,7 @@ def _run(
         workers=args.workers,
         kills=workers.kills,
         connections_cut=sum(cuts),
+        cut_rounds=len(cuts),
         postgres_restarts_seconds_down=restarts,
         store_full_seconds=full,
         seconds=round(time.perf_counter() - started, 1),

@@ -99,7 +99,10 @@ class IntakeSettings(BaseModel):
     patterns: list[str] = Field(default_factory=lambda: list(SCAN_PATTERNS), description="Glob patterns of scans.")
     recursive: bool = Field(True, description="Look into sub-folders of the intake folder.")
     settle_seconds: float = Field(
-        5.0, ge=0, description="A file has arrived when its size and mtime stayed the same this long."
+        5.0,
+        ge=0,
+        description="A file has arrived when neither its content nor its metadata changed this long (mtime and "
+        "ctime), or at once when a NAME.done marker is beside it.",
     )
     retry_seconds: float = Field(
         30.0,

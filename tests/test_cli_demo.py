@@ -113,8 +113,7 @@ def test_demo_runs_the_service_which_analyses_a_dropped_scan_and_stops_on_ctrl_c
                 return []
 
         _wait(lambda: len(done_slides()) >= 4, "the 4 demo scans to be analysed by the served intake", demo, log)
-        dropped = write_field_scan(settings.intake_dir / "late arrival.png", seed=4242, hsil=3)
-        os.utime(dropped)  # a fresh file: the intake waits for it to settle
+        write_field_scan(settings.intake_dir / "late arrival.png", seed=4242, hsil=3, settled=False)  # waits to settle
         t0 = time.monotonic()
         late = _wait(
             lambda: [s for s in done_slides() if s.original_name == "late arrival.png"], "the late scan", demo, log

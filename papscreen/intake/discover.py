@@ -1,9 +1,12 @@
 """Find the scans that have finished arriving in the watched intake folder, from the file system alone.
 
 A scanner or a person copies files into the folder; papscreen must not read one while it is still being
-written. A file counts as arrived when a ``NAME.done`` marker sits beside it, or when its modification time is
-at least ``settle_seconds`` old. Both tests are stateless (they need no memory of earlier looks), so a restarted
-service sees the same thing, and any append moves the mtime forward and restarts the wait.
+written. A file counts as arrived when a ``NAME.done`` marker sits beside it, or when neither its content nor its
+metadata has changed for ``settle_seconds``: the later of its modification time and its status-change time
+(``ctime``) is that old. Any write moves the mtime forward, and a copy tool that sets an old mtime on a file it is
+still writing (``cp -p``, ``rsync -t``, some scanner shares) cannot shorten the wait, because setting the mtime
+moves the ctime, which no program can set back. Both tests are stateless (they need no memory of earlier looks), so
+a restarted service sees the same thing.
 
 Symlinks are never followed into their targets: a link leading outside the folder could make papscreen read (and
 later move) any file on the machine, so every symlinked file is reported as ``refused`` with the reason, for the
@@ -70,6 +73,8 @@ class Arrival:
     mtime: float
     marker: Path | None
     refused: str | None
+    changed: float = 0.0
+    """The last change of its content or metadata: the later of mtime and ctime (what the settle wait counts from)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class Scan:
 
     Attributes:
         ready: settled (or marked done) files and refused entries, sorted by ``name``.
-        waiting: matching files still being written (younger than ``settle_seconds``, no marker), sorted.
+        waiting: matching files still being written (changed less than ``settle_seconds`` ago, no marker), sorted.
     """
 
     ready: list[Arrival]
@@ -101,15 +106,18 @@ def scan_intake(intake_dir: Path, settings: IntakeSettings, *, now: float | None
         ConfigError: the intake folder does not exist or is not a folder.
 
     Examples:
-        >>> import os, tempfile
+        >>> import os, tempfile, time
         >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = (folder / "old.JPG").write_bytes(b"x")
-        >>> os.utime(folder / "old.JPG", (1000.0, 1000.0))
+        >>> _ = (folder / "done.JPG").write_bytes(b"x")
+        >>> _ = (folder / "done.JPG.done").write_bytes(b"")
         >>> _ = (folder / "new.png").write_bytes(b"x")
+        >>> os.utime(folder / "new.png", (1000.0, 1000.0))  # an old mtime set by a copy tool: still waits
         >>> _ = (folder / "notes.txt").write_bytes(b"x")
         >>> scan = scan_intake(folder, IntakeSettings(settle_seconds=5))
         >>> [a.name for a in scan.ready], [p.name for p in scan.waiting]
-        (['old.JPG'], ['new.png'])
+        (['done.JPG'], ['new.png'])
+        >>> [a.name for a in scan_intake(folder, IntakeSettings(settle_seconds=5), now=time.time() + 6).ready]
+        ['done.JPG', 'new.png']
     """
     root = Path(os.path.abspath(intake_dir))
     if not root.is_dir():
@@ -127,7 +135,7 @@ def scan_intake(intake_dir: Path, settings: IntakeSettings, *, now: float | None
         arrival = _arrival(root, real_root, path)
         if arrival is None:
             continue
-        if arrival.refused is not None or arrival.marker is not None or now - arrival.mtime >= settings.settle_seconds:
+        if arrival.refused is not None or arrival.marker is not None or now - arrival.changed >= settings.settle_seconds:
             ready.append(arrival)
         else:
             waiting.append(path)
@@ -168,7 +176,8 @@ def _arrival(root: Path, real_root: Path, path: Path) -> Arrival | None:
     if stat.S_ISLNK(info.st_mode):
         return _link_arrival(real_root, path, name, info, marker_or_none)
     refused = None if stat.S_ISREG(info.st_mode) else "not a regular file (a pipe, socket or device): refused"
-    return Arrival(path, name, info.st_size, info.st_mtime, marker_or_none, refused)
+    changed = max(info.st_mtime, info.st_ctime)
+    return Arrival(path, name, info.st_size, info.st_mtime, marker_or_none, refused, changed)
 
 
 def _link_arrival(real_root: Path, path: Path, name: str, info: os.stat_result, marker: Path | None) -> Arrival:

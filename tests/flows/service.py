@@ -18,7 +18,15 @@ from papscreen.models.checkpoints import resolve_card_path
 from papscreen.tasks.analysis import MODEL_CACHE
 from papscreen.tasks.registry import register_saved_model
 
-__all__ = ["OLD", "configure_service", "copy_settled", "register_champions", "start_service", "write_field_scan"]
+__all__ = [
+    "OLD",
+    "configure_service",
+    "copy_settled",
+    "mark_settled",
+    "register_champions",
+    "start_service",
+    "write_field_scan",
+]
 
 OLD = 1_000_000_000.0
 """An mtime long past: a file dropped "at once" before the pass has settled."""
@@ -57,20 +65,35 @@ def start_service(
     return settings
 
 
-def write_field_scan(path: Path, seed: int, *, hsil: int = 0, size: tuple[int, int] = (768, 576)) -> Path:
-    """A small synthetic field (NILM cells, ``hsil`` HSIL) as PNG, JPEG or TIFF by the path's suffix."""
+def write_field_scan(
+    path: Path, seed: int, *, hsil: int = 0, size: tuple[int, int] = (768, 576), settled: bool = True
+) -> Path:
+    """A small synthetic field (NILM cells, ``hsil`` HSIL) as PNG, JPEG or TIFF by the path's suffix.
+
+    ``settled``: the file is finished, as far as the intake can tell (:func:`mark_settled`); otherwise it is a
+    fresh file the intake waits for.
+    """
     rng = np.random.default_rng(seed)
     composition = {"NILM": 12, **({"HSIL": hsil} if hsil else {})}
     field = render_field(rng, composition, width=size[0], height=size[1], n_inflammatory=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_rgb(path, field.rgb)
+    return mark_settled(path) if settled else path
+
+
+def mark_settled(path: Path) -> Path:
+    """Declare a file in the intake finished, as a scanner does: an old mtime and a ``NAME.done`` marker.
+
+    The intake counts its settle time from the later of mtime and ctime, and a test cannot age a ctime: the
+    marker is what makes the file be taken at once (the marker moves along with it, or is deleted).
+    """
     os.utime(path, (OLD, OLD))
+    path.with_name(path.name + ".done").touch()
     return path
 
 
 def copy_settled(source: Path, target: Path) -> Path:
-    """Copy a scan into the intake, settled (an old mtime)."""
+    """Copy a scan into the intake, settled (:func:`mark_settled`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
-    os.utime(target, (OLD, OLD))
-    return target
+    return mark_settled(target)

@@ -5,7 +5,6 @@ Runs the real intake and analyze-slide flows against the session's Prefect API, 
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from papscreen.db.schema import Analysis, Cell, Slide, SlideStatus
 from papscreen.flows.intake import intake_flow
 from papscreen.intake import Arrival
 from papscreen.tasks import intake as intake_tasks
-from tests.flows.service import OLD, configure_service, copy_settled, start_service, write_field_scan
+from tests.flows.service import configure_service, copy_settled, mark_settled, start_service, write_field_scan
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +54,10 @@ def _drop_twenty(intake: Path, work: Path) -> SlowWriter:
     copy_settled(intake / "scan_02.tif", intake / "renamed copy.tif")  # renamed
     for name, content in (("empty.png", b""), ("notes.jpg", b"this is not an image\n" * 20)):
         (intake / name).write_bytes(content)
-        os.utime(intake / name, (OLD, OLD))
+        mark_settled(intake / name)
     jpeg = write_field_scan(work / "whole.jpg", seed=999)
     (intake / "truncated.jpg").write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
-    os.utime(intake / "truncated.jpg", (OLD, OLD))
+    mark_settled(intake / "truncated.jpg")
     source = write_field_scan(work / "slow.png", seed=555, hsil=2)
     writer = SlowWriter(source, intake / "slow.png")
     writer.start()
@@ -151,4 +150,9 @@ def test_a_file_whose_ingest_keeps_failing_waits_while_the_pass_goes_on(
     assert result["counts"] == {"retry": 1, "queued": 1}
     assert (settings.intake_dir / "a.png").is_file()
     monkeypatch.setattr(intake_tasks, "ingest_arrival", real_ingest)
+    waiting = intake_flow(dispatch="inline", analyze=False)  # at once: its retry wait has not passed
+    assert (waiting["counts"], waiting["retry_later"]) == ({}, ["a.png"])
+    with database.session(write=True) as session:
+        for retry in queries.intake_retries(session):
+            retry.next_attempt_at = retry.first_failed_at  # the wait has passed
     assert intake_flow(dispatch="inline", analyze=False)["counts"] == {"queued": 1}

@@ -31,7 +31,7 @@ from papscreen.flows.analyze import analyze_slide_flow
 from papscreen.flows.intake import intake_flow
 from papscreen.tasks.analysis import MODEL_CACHE
 from tests.flows.private_postgres import PrivatePostgres, find_pg_bin
-from tests.flows.service import OLD, configure_service, register_champions
+from tests.flows.service import configure_service, mark_settled, register_champions
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +44,7 @@ def _write_pyramid(path: Path) -> Path:
     plan = SlidePlan(6144, 4096, tissue_blocks=tissue, composition={"NILM": 40}, planted={"HSIL": 12}, seed=3)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_synthetic_slide(path, plan, downsamples=(1, 4))
-    os.utime(path, (OLD, OLD))
-    return path
+    return mark_settled(path)
 
 
 def _wait_for(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S, *, child=None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from papscreen.errors import ConfigError
 from papscreen.intake import discover
 from papscreen.intake.discover import scan_intake
 
-NOW = 1_700_000_000.0
+NOW = time.time() + 10_000
+"""The tests' clock: far enough ahead that a file's mtime set to ``NOW - age`` is later than its ctime (the
+real time it was written), so the settle wait counts from that mtime."""
 SETTINGS = IntakeSettings(settle_seconds=5.0)
 
 
@@ -174,8 +177,19 @@ def test_a_missing_intake_folder_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_now_defaults_to_the_clock(intake: Path) -> None:
-    _file(intake, "just-now.jpg", age=-1_000_000_000)  # an mtime in the future: never settled by age
-    _file(intake, "long-ago.jpg", age=NOW - 1000)  # mtime 1000 s after the epoch
-    scan = scan_intake(intake, IntakeSettings(settle_seconds=3600))
-    assert [a.name for a in scan.ready] == ["long-ago.jpg"]
-    assert [p.name for p in scan.waiting] == ["just-now.jpg"]
+    _file(intake, "in-the-future.jpg", age=-1_000_000_000)  # an mtime in the future: never settled by age
+    _file(intake, "written.jpg", age=NOW - time.time())  # written now: settled at once with no settle time
+    scan = scan_intake(intake, IntakeSettings(settle_seconds=0))
+    assert [a.name for a in scan.ready] == ["written.jpg"]
+    assert [p.name for p in scan.waiting] == ["in-the-future.jpg"]
+
+
+def test_an_old_mtime_set_by_a_copy_tool_does_not_shorten_the_wait(intake: Path) -> None:
+    """``cp -p`` and ``rsync -t`` set the source's old mtime, sometimes before the copy has finished; the ctime
+    that setting it moves, which no program can set back, keeps the file waiting for the whole settle time."""
+    path = intake / "copied with times.jpg"
+    path.write_bytes(b"half of a scan")
+    os.utime(path, (1_000_000, 1_000_000))
+    written = time.time()
+    assert [p.name for p in scan_intake(intake, SETTINGS, now=written + 1).waiting] == ["copied with times.jpg"]
+    assert [a.name for a in scan_intake(intake, SETTINGS, now=written + 6).ready] == ["copied with times.jpg"]

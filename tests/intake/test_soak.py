@@ -38,7 +38,7 @@ def test_a_hundred_scans_through_killed_workers_are_each_kept_once(backend: str,
     assert report["entries_written"] == 100
     assert report["kills"] >= 3
     if backend == "postgresql":
-        assert report["connections_cut"] >= 1
+        assert report["cut_rounds"] >= 3  # the connections that happened to be open then were ended
         assert len(report["postgres_restarts_seconds_down"]) == 1
         assert report["good_scans_done_once"] + report["good_scans_quarantined_at_the_attempt_cap"] > 50
     else:

@@ -16,7 +16,7 @@ from papscreen.intake import destination, move_file, scan_intake, sha256_of
 from papscreen.tasks import intake as intake_tasks
 from papscreen.tasks.intake import ingest_arrival, owner_is_dead, recover_unstored
 from papscreen.tasks.runtime import worker_identity
-from tests.flows.service import OLD, write_field_scan
+from tests.flows.service import OLD, mark_settled, write_field_scan
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_an_mrxs_scan_is_refused_with_what_to_do(settings: Settings, database: D
     scan.write_bytes(b"[GENERAL]\n")
     (settings.intake_dir / "slide").mkdir()
     (settings.intake_dir / "slide" / "Data0000.dat").write_bytes(b"\0" * 16)
-    os.utime(scan, (OLD, OLD))
+    mark_settled(scan)
     (arrival,) = _arrivals(settings)
     outcome = ingest_arrival(arrival, settings, database)
     assert outcome.status == "quarantined"
