@@ -135,7 +135,8 @@ def scan_intake(intake_dir: Path, settings: IntakeSettings, *, now: float | None
         arrival = _arrival(root, real_root, path)
         if arrival is None:
             continue
-        if arrival.refused is not None or arrival.marker is not None or now - arrival.changed >= settings.settle_seconds:
+        settled = now - arrival.changed >= settings.settle_seconds
+        if arrival.refused is not None or arrival.marker is not None or settled:
             ready.append(arrival)
         else:
             waiting.append(path)
