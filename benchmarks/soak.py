@@ -285,7 +285,7 @@ def check(settings: Settings, written: Written, analyze: bool) -> dict[str, obje
     kept = _kept_files(settings.store_dir, settings.quarantine_dir)
     left = [p for p in settings.intake_dir.rglob("*") if p.is_file() or p.is_symlink()]
     with database.session() as session:
-        slides = queries.list_slides(session)
+        slides = queries.list_slides(session, limit=10**9)
         unstored = queries.unstored_claims(session)
         retries = queries.intake_retries(session)
         analyses = dict(session.execute(select(Analysis.slide_id, func.count()).group_by(Analysis.slide_id)).all())
