@@ -12,9 +12,11 @@ import json
 import math
 import string
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -84,10 +86,16 @@ def settings_files(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _text_file(factory: pytest.TempPathFactory, name: str, text: str) -> Path:
+    """``text`` written as a person's editor would, lone surrogates (undecodable bytes) kept as bytes."""
+    path = factory.mktemp("file") / name
+    path.write_text(text, encoding="utf-8", errors="surrogateescape")
+    return path
+
+
 @given(text=settings_files())
 def test_a_settings_file_is_read_or_refused_with_a_config_error(tmp_path_factory, text: str) -> None:
-    path = tmp_path_factory.mktemp("cfg") / "papscreen.toml"
-    path.write_text(text, encoding="utf-8", errors="surrogateescape")
+    path = _text_file(tmp_path_factory, "papscreen.toml", text)
     settings, refusal = outcome(lambda: load_settings(path))
     assert isinstance(settings, Settings) or refusal
 
@@ -114,8 +122,7 @@ def users_files(draw: st.DrawFn) -> str:
 
 @given(text=users_files())
 def test_a_users_file_is_read_or_refused_with_a_users_file_error(tmp_path_factory, text: str) -> None:
-    path = tmp_path_factory.mktemp("users") / "users.toml"
-    path.write_text(text, encoding="utf-8", errors="surrogateescape")
+    path = _text_file(tmp_path_factory, "users.toml", text)
     users, refusal = outcome(lambda: load_users(path))
     assert refusal or all(u.password_hash == BCRYPT for u in users.values())
 
