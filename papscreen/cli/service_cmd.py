@@ -79,6 +79,8 @@ def _outcome_table(report: dict[str, Any]) -> Table:
         table.add_row(o["name"], o["status"], str(o["slide_id"] or "-"), o["detail"])
     for path in report["still_writing"]:
         table.add_row(path, "still being written", "-", "taken when it has settled")
+    for name in report.get("retry_later", []):
+        table.add_row(name, "waiting to be retried", "-", "failed for a cause that may pass; see the intake page")
     for a in report["analyses"]:
         table.add_row(f"slide {a.get('slide_id')}", f"analysis {a.get('status', 'started')}", "", _analysis_detail(a))
     return table
