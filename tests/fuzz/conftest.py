@@ -1,4 +1,4 @@
-"""Hypothesis profiles for the fuzz tests: a few hundred inputs a target in CI, 10,000 in the benchmark.
+"""Hypothesis profiles for the fuzz tests: 300 inputs a target in CI, 10,000 in the benchmark.
 
 ``HYPOTHESIS_PROFILE=benchmark`` (what ``benchmarks/fuzz.py`` sets) draws fresh random inputs; the CI profile is
 derandomised, so a red CI is always the same input and never a flake, and keeps no example database in the tree.
@@ -15,6 +15,6 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
     "database": None,
 }
-settings.register_profile("ci", max_examples=150, derandomize=True, **_COMMON)
+settings.register_profile("ci", max_examples=300, derandomize=True, **_COMMON)
 settings.register_profile("benchmark", max_examples=int(os.environ.get("PAPSCREEN_FUZZ_EXAMPLES", "10000")), **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
