@@ -45,7 +45,7 @@ def check_address(settings: Settings) -> None:
 
 
 def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
-    """The command line that serves the dashboard (headless, no usage statistics, on ``dashboard.address``).
+    """The command line that serves the dashboard: headless, no usage statistics, no developer menu, on the address.
 
     Examples:
         >>> cmd = streamlit_command(Settings(home="/tmp/lab"), port=8600)
@@ -65,6 +65,8 @@ def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "minimal",  # no "Deploy" button or developer menu: staff use this page, they do not publish it
         "--server.address",
         settings.dashboard.address,
     ]

@@ -162,6 +162,7 @@ def test_review_a_slide_in_a_real_browser(
     _sign_in(page, artifacts)
 
     expect(page.get_by_role("heading", name="Worklist")).to_be_visible()  # the page the address asked for
+    expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)  # staff get no "Deploy" or developer menu
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
     page.screenshot(path=artifacts / "2-worklist-after-sign-in.png", full_page=True)
 

@@ -43,6 +43,7 @@ def test_streamlit_command(port: int | None, expected: str) -> None:
         "--server.port": expected,
         "--server.headless": "true",
         "--browser.gatherUsageStats": "false",
+        "--client.toolbarMode": "minimal",
         "--server.address": "127.0.0.1",
     }
 

@@ -227,7 +227,10 @@ def test_slide_without_a_result(sqlite_database: Database, status: str) -> None:
     assert not app.dataframe
     assert not app.radio
     if status == "failed":
-        assert app.error[0].value == "This slide has no result: it failed. unreadable tile at (0, 0)"
+        assert app.error[0].value == (
+            "The analysis of this scan failed: unreadable tile at (0, 0). The Intake page lists it with a Retry."
+        )
+        assert "analysed" not in app.caption[0].value  # it never was
     else:
         assert "no result yet (it is queued)" in app.info[0].value
 

@@ -361,7 +361,10 @@ def _stage_tab(stage: str, view: RegistryView) -> None:
 
 def _training_tab(ctx: DashboardContext, runs: tuple[TrainingRunView, ...]) -> None:
     if not runs:
-        st.info("No training run yet: retraining runs nightly once reviewed cells exist (`papscreen train --help`).")
+        st.info(
+            "No training run yet. The nightly retraining records its runs here once reviewed cells exist; "
+            "an administrator can also start one with `papscreen retrain`."
+        )
         return
     st.dataframe(
         [

@@ -290,11 +290,15 @@ def _picker(ctx: DashboardContext, prompt: str) -> None:
         st.rerun()
 
 
+_FINISHED_VERB = {"failed": "failed", "quarantined": "quarantined", "duplicate": "recognised as a duplicate"}
+"""What the caption calls a slide's end time, by status (only a finished analysis is "analysed")."""
+
+
 def _header(ctx: DashboardContext, view: SlideView) -> None:
     st.title(view.name)
     st.caption(
         f"Slide #{view.id} · {view.status} · received {_when(view.received_at)}"
-        + (f" · analysed {_when(view.finished_at)}" if view.finished_at else "")
+        + (f" · {_FINISHED_VERB.get(view.status, 'analysed')} {_when(view.finished_at)}" if view.finished_at else "")
     )
     score = "-" if view.abnormal_score is None else f"{view.abnormal_score:.3f}"
     category, adequacy, abnormal, status = st.columns(4)
@@ -322,8 +326,16 @@ def _header(ctx: DashboardContext, view: SlideView) -> None:
 def _no_result(ctx: DashboardContext, view: SlideView) -> None:
     if view.status == "duplicate":
         st.info(f"This scan is a duplicate of slide #{view.duplicate_of_id}; open that one to review it.")
-    elif view.status in ("failed", "quarantined"):
-        st.error(f"This slide has no result: it {view.status}. {view.error or ''}".strip())
+    elif view.status == "failed":
+        st.error(
+            f"The analysis of this scan failed: {view.error or 'no reason was recorded'}. "
+            "The Intake page lists it with a Retry."
+        )
+    elif view.status == "quarantined":
+        st.error(
+            f"This scan was not analysed: {view.error or 'no reason was recorded'}. The file is kept in the "
+            "quarantine folder; the Intake page lists it with a Retry."
+        )
     else:
         _wait_for_result(ctx, view)
 
