@@ -72,6 +72,9 @@ def parse_args() -> argparse.Namespace:
     s2.add_argument("--augment", default=Stage2Recipe.augment, choices=("full", "robust", "dihedral", "none"))
     s2.add_argument("--bf16", action="store_true", help="train stage 2 under bf16 autocast")
     s2.add_argument("--hard-negatives", type=int, default=0, help="stage-1 detections per field taught as NILM")
+    s2.add_argument(
+        "--hard-negatives-from", default="all", choices=("all", "normal"), help="all fields, or only all-NILM ones"
+    )
     fv = parser.add_argument_group("field verdict")
     fv.add_argument("--top-k", type=int, default=FieldRecipe.top_k)
     fv.add_argument("--field-sensitivity", type=float, default=FieldRecipe.min_sensitivity)
@@ -106,6 +109,7 @@ def recipes(args: argparse.Namespace) -> tuple[Stage1Recipe, Stage2Recipe, Field
         augment=args.augment,
         bf16=args.bf16,
         hard_negatives_per_field=args.hard_negatives,
+        hard_negative_source=args.hard_negatives_from,
     )
     return stage1, stage2, FieldRecipe(top_k=args.top_k, min_sensitivity=args.field_sensitivity)
 

@@ -112,7 +112,9 @@ class Stage2Recipe:
     ``hard_negatives_per_field`` adds, from each training field, that many stage-1 detections lying farther than
     ``hard_negative_min_distance_px`` from every annotated nucleus, as NILM: in a field, stage 2 grades every
     detection (debris, inflammatory cells, cell edges), not only the annotated nuclei it was shown, and CRIC leaves
-    inflammatory cells and many normal cells unannotated.
+    inflammatory cells and many normal cells unannotated. ``hard_negative_source="normal"`` takes them only from
+    fields whose every annotated nucleus is NILM: an abnormal field's unannotated detections may be abnormal cells,
+    which taught as NILM pull real LSIL towards NILM (run 3 of the experiments ledger).
     """
 
     architecture: str = "resnet18"
@@ -127,6 +129,7 @@ class Stage2Recipe:
     bf16: bool = False
     hard_negatives_per_field: int = 0
     hard_negative_min_distance_px: float = 20.0
+    hard_negative_source: Literal["all", "normal"] = "all"
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,8 @@ def hard_negative_crops(
     """Up to ``recipe.hard_negatives_per_field`` detections per field far from every annotated nucleus, as crops.
 
     The detections are drawn at random (seeded by ``seed``) among those farther than the recipe's distance from
-    each annotated point, and cut at the recipe's crop size, as the pipeline cuts them. Written as PNG under
+    each annotated point, and cut at the recipe's crop size, as the pipeline cuts them. With the recipe's
+    ``hard_negative_source`` at ``"normal"``, fields holding an abnormal annotation give none. Written as PNG under
     ``out_dir`` (replaced: it is a cache), named after their field.
     """
     if recipe.hard_negatives_per_field <= 0:
@@ -297,8 +301,11 @@ def hard_negative_crops(
     out_dir.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     paths: list[Path] = []
+    by_field = cells.points_by_field()
     for group in groups:
         if group not in cells.fields:
+            continue
+        if recipe.hard_negative_source == "normal" and any(c.label != "NILM" for c in by_field.get(group, ())):
             continue
         rgb = read_rgb(cells.fields[group])
         xy = detector.detect(rgb).xy

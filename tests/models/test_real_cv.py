@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -111,3 +112,27 @@ def test_detection_calls_split_annotated_unannotated_and_normal_fields() -> None
     assert figures["detections_called_lsil_plus"] == 3 / 6
     assert figures["unannotated_detections_called_lsil_plus"] == 2 / 4  # (100,100) and (50,50) of four far ones
     assert figures["normal_field_detections_called_lsil_plus"] == 1 / 4
+
+
+class _EveryCorner:
+    """A stand-in detector that finds the four corners of any field (far from every annotated nucleus)."""
+
+    def detect(self, rgb: np.ndarray) -> Any:
+        h, w = rgb.shape[:2]
+        return SimpleNamespace(xy=np.array([[5.0, 5.0], [w - 5.0, 5.0], [5.0, h - 5.0], [w - 5.0, h - 5.0]]))
+
+
+@pytest.mark.parametrize(("source", "expected_fields"), [("all", 12), ("normal", 2)])
+def test_hard_negatives_come_only_from_normal_fields_when_asked(
+    tmp_path: Path, source: str, expected_fields: int
+) -> None:
+    cells = read_real_cells(cric_like(tmp_path / "cric"))  # fields f00 and f01 hold only NILM nuclei
+    recipe = Stage2Recipe(crop_size=16, hard_negatives_per_field=3, hard_negative_source=source)  # type: ignore[arg-type]  # parametrised literal
+
+    paths = real_cv.hard_negative_crops(_EveryCorner(), cells, sorted(cells.fields), recipe, tmp_path / "neg", seed=0)  # type: ignore[arg-type]  # duck-typed detector
+
+    fields = {p.name.split("__")[0] for p in paths}
+    assert len(fields) == expected_fields
+    assert len(paths) == 3 * expected_fields
+    if source == "normal":
+        assert fields == {"f00", "f01"}
