@@ -57,17 +57,17 @@ RECIPE_STAGE1 = Stage1Recipe(
 
 RECIPE_STAGE2 = Stage2Recipe(
     architecture="resnet18_half",
-    input_size=64,
-    crop_size=96,
+    input_size=96,
+    crop_size=144,
     epochs=25,
     augment="robust",
     balance="sampler",
     bf16=True,
 )
-"""Stage 2 of the recipe: half-width ResNet18 from scratch, 96 px crops at 64 px, robust augmentation (stain, grayscale,
-scale, defocus, JPEG: docs/experiments.md, "Robustness to another lab's look"), every class drawn equally often
-(docs/experiments.md, run 4); bf16 autocast where the hardware runs it natively (a GPU, a CPU with AVX-512 BF16 or
-AMX), fp32 elsewhere."""
+"""Stage 2 of the recipe: half-width ResNet18 from scratch, 144 px crops (the whole of most cells) at 96 px
+(docs/experiments.md, run 5), robust augmentation (stain, grayscale, scale, defocus, JPEG: docs/experiments.md,
+"Robustness to another lab's look"), every class drawn equally often (docs/experiments.md, run 4); bf16 autocast
+where the hardware runs it natively (a GPU, a CPU with AVX-512 BF16 or AMX), fp32 elsewhere."""
 
 
 def train_real(
