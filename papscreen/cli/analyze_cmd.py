@@ -72,6 +72,7 @@ def analyze_command(
     table.add_column("value", justify="right")
     table.add_row("category", summary.category)
     table.add_row("abnormal score", f"{summary.abnormal_score:.3f}")
+    table.add_row("why", summary.category_reason)
     table.add_row("adequacy", f"{summary.adequacy} ({summary.adequacy_reason})")
     for name, count in summary.class_counts.items():
         table.add_row(f"{name} cells", str(count))

@@ -320,6 +320,7 @@ def analyze(
         grade_support=grade.grade_support,
         adequacy=grade.adequacy,
         adequacy_reason=grade.adequacy_reason,
+        category_reason=grade.category_reason,
         scan_kind=kind,
         dimensions=(width0, height0),
         mpp=slide.mpp,

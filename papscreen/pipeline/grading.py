@@ -12,6 +12,10 @@ When the stage-2 model carries a field scorer (:class:`~papscreen.models.field_s
 validation fields and stored on its card), the scorer decides instead: the abnormal score is its score of "LSIL
 or worse", and the category is the most severe grade whose top-k mean probability of "that grade or worse"
 reaches the scorer's threshold (NILM when none does). The cell counts are still reported as support.
+
+Either way :attr:`SlideGrade.category_reason` says in one sentence which rule decided and the figures it saw
+("HSIL: 12 cells graded HSIL or worse with probability >= 0.9 (rule: >= 10); 3 SCC or worse (SCC needs >= 8)"),
+so the slide page can show why, and a test can check that no category contradicts its own evidence.
 """
 
 from __future__ import annotations
@@ -37,6 +41,44 @@ class SlideGrade:
     abnormal_score: float
     adequacy: Adequacy
     adequacy_reason: str
+    category_reason: str = ""
+
+
+_GRADES = ("LSIL", "HSIL", "SCC")
+
+
+def _worse_than(category: str) -> str | None:
+    """The next grade above ``category`` (``None`` above SCC)."""
+    order = ("NILM", *_GRADES)
+    index = order.index(category) if category in order else 0
+    return order[index + 1] if index + 1 < len(order) else None
+
+
+def _count_reason(category: str, support: dict[str, int], grading: GradingSettings) -> str:
+    """Why the cell-count rule gave ``category``: the cells it counted against the cells it needed."""
+    p = f"{grading.min_probability:g}"
+    shown = category if category != "NILM" else "LSIL"
+    needed = grading.min_cells.get(shown)
+    rule = f"rule: >= {needed}" if category != "NILM" else f"LSIL needs >= {needed}"
+    reason = f"{category}: {support.get(shown, 0)} cells graded {shown} or worse with probability >= {p} ({rule})"
+    nxt = _worse_than(category) if category != "NILM" else None
+    if nxt is not None and grading.min_cells.get(nxt) is not None:
+        reason += f"; {support.get(nxt, 0)} {nxt} or worse ({nxt} needs >= {grading.min_cells[nxt]})"
+    return reason
+
+
+def _scorer_reason(category: str, scores: dict[str, float], scorer: FieldScorer) -> str:
+    """Why the field scorer gave ``category``: the top-k mean it computed against its threshold."""
+    shown = category if category != "NILM" else "LSIL"
+    rule = f"rule: >= {scorer.threshold:.3f}" if category != "NILM" else f"LSIL needs >= {scorer.threshold:.3f}"
+    reason = (
+        f"{category}: the {scorer.top_k} most suspicious cells have a mean probability of {shown} or worse of "
+        f"{scores[shown]:.3f} ({rule}, the operating point chosen on validation fields)"
+    )
+    nxt = _worse_than(category) if category != "NILM" else None
+    if nxt is not None:
+        reason += f"; of {nxt} or worse {scores[nxt]:.3f}"
+    return reason
 
 
 def _at_least(probabilities: np.ndarray, classes: tuple[str, ...], grade: str) -> np.ndarray:
@@ -77,6 +119,8 @@ def grade_slide(
         >>> scored = grade_slide(few, ("NILM", "LSIL", "HSIL", "SCC"), GradingSettings(), "field", FieldScorer(5, 0.4))
         >>> scored.category, round(scored.abnormal_score, 3)
         ('LSIL', 0.432)
+        >>> grade_slide(p, ("NILM", "LSIL", "HSIL", "SCC"), GradingSettings(), "field").category_reason
+        'HSIL: 12 cells graded HSIL or worse with probability >= 0.9 (rule: >= 10); 0 SCC or worse (SCC needs >= 8)'
     """
     probabilities = np.asarray(probabilities, np.float32).reshape(-1, len(classes))
     count = len(probabilities)
@@ -87,12 +131,15 @@ def grade_slide(
         needed = grading.min_cells.get(grade)
         if needed is not None and support[grade] >= needed:
             category = grade
+    reason = _count_reason(category, support, grading)
     if scorer is not None:
-        abnormal_score = scorer.score(_at_least(probabilities, classes, "LSIL"))
+        scores = {grade: scorer.score(_at_least(probabilities, classes, grade)) for grade in _GRADES}
+        abnormal_score = scores["LSIL"]
         category = "NILM"
-        for grade in ("LSIL", "HSIL", "SCC"):
-            if scorer.is_positive(_at_least(probabilities, classes, grade)):
+        for grade in _GRADES:
+            if scores[grade] >= scorer.threshold:
                 category = grade
+        reason = _scorer_reason(category, scores, scorer)
     elif count:
         suspicion = _at_least(probabilities, classes, "LSIL")
         top = np.sort(suspicion)[::-1][: grading.abnormal_top_k]
@@ -102,5 +149,5 @@ def grade_slide(
     needed_cells = grading.min_cells_field if scan_kind == "field" else grading.min_cells_slide
     adequacy: Adequacy = "satisfactory" if count >= needed_cells else "unsatisfactory"
     relation = "at least" if adequacy == "satisfactory" else "fewer than"
-    reason = f"{count} squamous cells found, {relation} the {needed_cells} a {scan_kind} needs"
-    return SlideGrade(category, support, abnormal_score, adequacy, reason)
+    adequacy_reason = f"{count} squamous cells found, {relation} the {needed_cells} a {scan_kind} needs"
+    return SlideGrade(category, support, abnormal_score, adequacy, adequacy_reason, reason)

@@ -116,6 +116,7 @@ class SlideSummary:
         models: the names (or sources) of the stage-1 and stage-2 models.
         timings: seconds spent reading, in stage 1, in stage 2, and in total (wall clock).
         settings: the grading thresholds used, so a result can be reproduced.
+        category_reason: one sentence saying which rule gave the category, with the figures it saw.
     """
 
     cell_count: int
@@ -135,6 +136,7 @@ class SlideSummary:
     models: dict[str, str]
     timings: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
+    category_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The summary as plain JSON values."""
@@ -143,6 +145,7 @@ class SlideSummary:
             "class_counts": dict(self.class_counts),
             "abnormal_score": round(float(self.abnormal_score), 6),
             "category": self.category,
+            "category_reason": self.category_reason,
             "grade_support": dict(self.grade_support),
             "adequacy": self.adequacy,
             "adequacy_reason": self.adequacy_reason,

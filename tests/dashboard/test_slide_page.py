@@ -78,6 +78,8 @@ def test_page_shows_the_slide(sqlite_database: Database, tmp_path: Path, scan: P
     assert app.title[0].value == "case-017.svs"
     metrics = {m.label: m.value for m in app.metric}
     assert metrics == {"Category": "HSIL", "Adequacy": "satisfactory", "Abnormal score": "0.870", "Status": "done"}
+    assert "**Why:** HSIL: 12 cells graded HSIL or worse with probability >= 0.9 (rule: >= 10)" in _text(app)
+    assert {m.label: m.help for m in app.metric}["Adequacy"] == "enough squamous cells"
     text = _text(app)
     assert f"{PREFECT_UI}/runs/flow-run/run-{slide_id}" in text
     assert "**Not reviewed yet**" in text

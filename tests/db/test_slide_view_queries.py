@@ -138,7 +138,12 @@ def seed_slide(
             return slide_id
         queries.start_processing(s, slide_id, flow_run_id=f"run-{slide_id}")
         counts = {k: sum(c.cls == k for c in cells) for k in ("NILM", "LSIL", "HSIL", "SCC")}
-        details = {"adequacy_reason": "enough squamous cells", "scan_kind": scan_kind, "gallery": gallery}
+        details = {
+            "adequacy_reason": "enough squamous cells",
+            "category_reason": f"{category}: 12 cells graded {category} or worse with probability >= 0.9 (rule: >= 10)",
+            "scan_kind": scan_kind,
+            "gallery": gallery,
+        }
         if results_dir is not None:
             details |= {"results_dir": str(results_dir), "overlay": "overlay.png", "overlay_scale": 48 / SCAN_SIDE}
         queries.store_analysis(

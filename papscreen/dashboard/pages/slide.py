@@ -290,6 +290,11 @@ def _picker(ctx: DashboardContext, prompt: str) -> None:
         st.rerun()
 
 
+def _said(view: SlideView, key: str) -> str | None:
+    """One of the analysis' sentences (stored with its details; older rows kept them in the summary)."""
+    return view.details.get(key) or view.summary.get(key) or None
+
+
 _FINISHED_VERB = {"failed": "failed", "quarantined": "quarantined", "duplicate": "recognised as a duplicate"}
 """What the caption calls a slide's end time, by status (only a finished analysis is "analysed")."""
 
@@ -303,9 +308,12 @@ def _header(ctx: DashboardContext, view: SlideView) -> None:
     score = "-" if view.abnormal_score is None else f"{view.abnormal_score:.3f}"
     category, adequacy, abnormal, status = st.columns(4)
     category.metric("Category", view.category or "-")
-    adequacy.metric("Adequacy", view.adequacy or "-", help=view.summary.get("adequacy_reason") or None)
+    adequacy.metric("Adequacy", view.adequacy or "-", help=_said(view, "adequacy_reason"))
     abnormal.metric("Abnormal score", score)
     status.metric("Status", view.status)
+    reason = _said(view, "category_reason")
+    if reason and view.has_analysis:
+        st.markdown(f"**Why:** {reason}")
     facts = []
     if view.reviewed_at is not None:
         facts.append(f"**Reviewed** by {view.reviewed_by} at {_when(view.reviewed_at)}")
