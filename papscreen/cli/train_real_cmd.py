@@ -23,7 +23,7 @@ from papscreen.models.checkpoints import model_folder_name
 from papscreen.models.device import bf16_supported, describe_machine, resolve_device
 from papscreen.models.real_cv import FieldRecipe, Stage1Recipe, Stage2Recipe
 from papscreen.models.real_recipe import train_real_models
-from papscreen.models.shipped import write_shipped_models
+from papscreen.models.shipped import next_shipped_version, write_shipped_models
 
 __all__ = ["train_real"]
 
@@ -136,7 +136,7 @@ def train_real(
             shipped = write_shipped_models(
                 {"stage1": folder1, "stage2": folder2},
                 ship,
-                version=datetime.now(UTC).strftime("%Y.%m.%d"),
+                version=next_shipped_version(ship, datetime.now(UTC).strftime("%Y.%m.%d")),
                 cross_validation=_cross_validation(cv_results),
             )
             console.print(f"shipped models written to {ship}: {', '.join(c.name for c in shipped.values())}")

@@ -26,6 +26,7 @@ from papscreen.models.checkpoints import CARD_NAME, load_weights, resolve_card_p
 __all__ = [
     "SHIPPED_ROOT",
     "copy_shipped_model",
+    "next_shipped_version",
     "pack_for_shipping",
     "shipped_card",
     "shipped_model_folder",
@@ -100,6 +101,27 @@ def pack_for_shipping(source: Path, target: Path, *, name: str, **card_updates: 
     training = dict(card.training) | {"shipped_weights_dtype": "float16"}
     packed = card.model_copy(update={"name": name, "training": training} | card_updates)
     return save_model(half, packed, Path(target))
+
+
+def next_shipped_version(root: Path, day: str) -> str:
+    """The version for models shipped on ``day``: the day, with a letter when models of that day already ship.
+
+    A shipped model's name is copied into every laboratory's registry, so a retrained model must never take the
+    name of the one it replaces (a copy of the same name with other weights is refused, see
+    :func:`copy_shipped_model`).
+
+    Examples:
+        >>> next_shipped_version(Path("/nonexistent"), "2026.12.07")
+        '2026.12.07'
+    """
+    taken: set[str] = set()
+    for stage in ("stage1", "stage2"):
+        card_path = Path(root) / stage / CARD_NAME
+        if card_path.is_file():
+            taken.add(read_card(card_path).name.removeprefix(f"cric-{stage}-"))
+    candidates = [day] + [f"{day}{letter}" for letter in "bcdefghijklmnopqrstuvwxyz"]
+    used = [candidates.index(version) for version in taken if version in candidates]
+    return candidates[max(used) + 1] if used else day
 
 
 def write_shipped_models(

@@ -7,6 +7,7 @@ ships loads and behaves, not its accuracy on unseen fields (that is cross-valida
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from papscreen.models.backbones import build_stage2_network
 from papscreen.models.checkpoints import load_weights
 from papscreen.models.shipped import (
     copy_shipped_model,
+    next_shipped_version,
     pack_for_shipping,
     shipped_card,
     shipped_model_folder,
@@ -118,3 +120,16 @@ def test_packing_halves_the_weights_and_keeps_the_predictions(tmp_path: Path) ->
     crops = np.random.default_rng(0).integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
     packed = Stage2Classifier.from_checkpoint(tmp_path / "packed", "cpu")
     assert np.abs(packed.predict_proba(crops) - original.predict_proba(crops)).max() < 0.02
+
+
+def test_a_model_shipped_again_on_the_same_day_gets_a_new_name(tmp_path: Path) -> None:
+    """Labs' registries hold the shipped names: a retrained model must never reuse one."""
+    for stage in ("stage1", "stage2"):
+        shutil.copytree(shipped_model_folder(stage), tmp_path / stage)  # type: ignore[arg-type]  # str is a Stage here
+    shipped_day = shipped_card("stage2").name.removeprefix("cric-stage2-")[:10]
+
+    again = next_shipped_version(tmp_path, shipped_day)
+
+    assert again != shipped_card("stage2").name.removeprefix("cric-stage2-")
+    assert again.startswith(shipped_day)
+    assert next_shipped_version(tmp_path, "2099.01.01") == "2099.01.01"
