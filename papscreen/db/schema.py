@@ -232,6 +232,12 @@ class Slide(Base):
         String(64), doc="The Prefect concurrency lease the analysis holds (released if its worker dies)."
     )
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    progress_fraction: Mapped[float | None] = mapped_column(
+        doc="How far the running analysis is, 0-1 (cleared when it ends)."
+    )
+    progress_note: Mapped[str | None] = mapped_column(
+        String(200), doc='What the running analysis is doing, e.g. "stage 1: 120 of 480 tiles, about 50 s left".'
+    )
 
     duplicate_of: Mapped[Slide | None] = relationship(remote_side=[id])
     stage1_model: Mapped[ModelVersion | None] = relationship(foreign_keys=[stage1_model_id])

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.exc import SQLAlchemyError
 
 from papscreen.config import Settings
 from papscreen.db import queries
@@ -32,6 +33,7 @@ from papscreen.imaging.slides import open_slide
 from papscreen.pipeline import ModelPair, SlideResult, analyze, load_model_pair
 from papscreen.pipeline.engine import ProgressCallback
 from papscreen.pipeline.export import write_exports
+from papscreen.pipeline.progress import ProgressReporter
 from papscreen.tasks.compute import compute_slot
 from papscreen.tasks.intake import quarantine_stored_scan
 from papscreen.tasks.retry import TransientError
@@ -42,6 +44,7 @@ __all__ = [
     "analyze_task",
     "analyze_with_oom_fallback",
     "begin_task",
+    "both",
     "cell_records",
     "champions_task",
     "keep_lease",
@@ -49,6 +52,7 @@ __all__ = [
     "results_folder",
     "store_task",
     "time_limit",
+    "with_progress",
 ]
 
 MIN_OOM_BATCH = 8
@@ -181,6 +185,37 @@ def time_limit(path: str, limit_seconds: float, clock: Callable[[], float] = tim
     return check
 
 
+def with_progress(database: Database, slide_id: int, owner: str, log: Callable[[str], None]) -> ProgressReporter:
+    """A progress callback that writes the analysis' progress on the slide's row and logs each tenth of it.
+
+    A database that cannot take the write (a connection cut) costs the progress bar, never the analysis.
+    """
+    logged = {"tenth": -1}
+
+    def report(fraction: float, note: str) -> None:
+        try:
+            with database.session() as session:
+                queries.record_progress(session, slide_id, owner=owner, fraction=fraction, note=note)
+        except SQLAlchemyError as e:
+            log(f"slide {slide_id}: progress not recorded ({e.__class__.__name__}); the analysis goes on")
+        tenth = int(fraction * 10)
+        if tenth > logged["tenth"]:
+            logged["tenth"] = tenth
+            log(f"slide {slide_id}: {note}")
+
+    return ProgressReporter(report)
+
+
+def both(*callbacks: ProgressCallback) -> ProgressCallback:
+    """One progress callback that calls each of ``callbacks`` in turn (a time limit and a reporter)."""
+
+    def call(phase: str, done: int, total: int) -> None:
+        for callback in callbacks:
+            callback(phase, done, total)
+
+    return call
+
+
 def analyze_with_oom_fallback(
     path: str,
     pair: ModelPair,
@@ -229,7 +264,10 @@ def analyze_task(
                 pair,
                 settings,
                 get_run_logger().warning,
-                progress=time_limit(stored_path, settings.analysis.time_limit_seconds),
+                progress=both(
+                    time_limit(stored_path, settings.analysis.time_limit_seconds),
+                    with_progress(database, slide_id, owner, get_run_logger().info),
+                ),
             )
     summary = result.summary
     get_run_logger().info(

@@ -260,3 +260,20 @@ def test_a_field_has_no_region_view(sqlite_database: Database, tmp_path: Path, s
 
     assert "Region view" not in [h.value for h in app.subheader]
     assert not any(c.startswith("Around cell") for image in app.image for c in image.captions)
+
+
+def test_a_slide_in_analysis_shows_how_far_it_is(sqlite_database: Database) -> None:
+    slide_id = seed_slide(sqlite_database, "big-slide.svs", analysed=False)
+    with sqlite_database.session() as s:
+        queries.begin_analysis(s, slide_id, owner="host:1", lease_seconds=600)
+    with sqlite_database.session() as s:
+        queries.record_progress(
+            s, slide_id, owner="host:1", fraction=0.25, note="stage 1: 120 of 480 tiles (25%), about 3 min left"
+        )
+
+    app = assert_ok(_app(sqlite_database, slide_id))
+
+    assert "no result yet (it is processing)" in app.info[0].value
+    (bar,) = app.progress
+    assert bar.value == 25
+    assert bar.text == "Analysing: stage 1: 120 of 480 tiles (25%), about 3 min left"

@@ -78,6 +78,8 @@ def test_slides_without_a_result_are_listed_apart_with_their_flow_run(seeded: di
     assert list(pending["status"]) == ["queued", "processing", "failed"]
     assert pending["flow run"][1] == "http://prefect.test:4200/runs/flow-run/run-p"
     assert pending["error"][2] == "unreadable tile at level 0"
+    assert pending["progress"][1] == pytest.approx(0.25)  # the running analysis says how far it is
+    assert pending["doing"][1] == "stage 1: 120 of 480 tiles (25%)"
     assert app.subheader[0].value == "Waiting, in analysis or failed (3)"
 
 

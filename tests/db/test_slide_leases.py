@@ -120,3 +120,22 @@ def test_a_slide_interrupted_too_often_is_failed_not_queued_again(database: Data
         assert slide.status == SlideStatus.FAILED
         assert "interrupted 3 times" in slide.error
         assert slide.lease_owner is None
+
+
+def test_progress_is_written_only_by_the_running_analysis_and_ends_with_it(database: Database) -> None:
+    slide_id = _queued(database)
+    with database.session() as session:
+        queries.begin_analysis(session, slide_id, owner="host:1", lease_seconds=60)
+    with database.session() as session:
+        assert queries.record_progress(session, slide_id, owner="host:1", fraction=0.25, note="stage 1: 1 of 4 tiles")
+        assert not queries.record_progress(session, slide_id, owner="host:2", fraction=0.9, note="someone else")
+    with database.session() as session:
+        slide = queries.get_slide(session, slide_id)
+        assert slide is not None
+        assert (slide.progress_fraction, slide.progress_note) == (0.25, "stage 1: 1 of 4 tiles")
+        queries.fail_slide(session, slide_id, "boom", owner="host:1")
+    with database.session() as session:
+        slide = queries.get_slide(session, slide_id)
+        assert slide is not None
+        assert (slide.progress_fraction, slide.progress_note) == (None, None)  # no bar on a finished slide
+        assert not queries.record_progress(session, slide_id, owner="host:1", fraction=0.5, note="too late")

@@ -17,7 +17,7 @@ from papscreen.db.queries.worklist import (
     unanalysed_slides,
     worklist,
 )
-from papscreen.db.schema import Decision, ModelStage, SlideStatus, TrainingStatus, utcnow
+from papscreen.db.schema import Decision, ModelStage, Slide, SlideStatus, TrainingStatus, utcnow
 from tests.db.seeding import add_model
 
 STAGE2_METRICS = {
@@ -93,6 +93,10 @@ def seed_worklist(database: Database, now: datetime | None = None) -> Seeded:
             slide.received_at = received(now, 3)
             ids[name] = slide.id
         queries.start_processing(s, ids["processing.svs"], flow_run_id="run-p")
+        s.get(Slide, ids["processing.svs"]).lease_owner = "host:1"  # type: ignore[union-attr]  # seeded just above
+        queries.record_progress(
+            s, ids["processing.svs"], owner="host:1", fraction=0.25, note="stage 1: 120 of 480 tiles (25%)"
+        )
         queries.start_processing(s, ids["failed.svs"])
         queries.fail_slide(s, ids["failed.svs"], "unreadable tile at level 0")
         queries.quarantine_slide(s, ids["quarantined.jpg"], reason="not an image", quarantined_path="/q/x.jpg")

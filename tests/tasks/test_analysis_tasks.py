@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from sqlalchemy.exc import OperationalError
 
 from papscreen.config import Settings
+from papscreen.db import queries
+from papscreen.db.database import Database
 from papscreen.errors import AnalysisTimeoutError
 from papscreen.pipeline import CellTable
 from papscreen.tasks import analysis
@@ -80,3 +84,39 @@ def test_the_time_limit_stops_an_analysis_at_its_next_tile() -> None:
     now[0] = 61.0
     with pytest.raises(AnalysisTimeoutError, match="time limit of 60 s \\(during stage1\\)"):
         check("stage1", 2, 10)
+
+
+def test_progress_lands_on_the_slide_row_and_in_the_log_by_tenths(database: Database) -> None:
+    with database.session() as s:
+        slide_id = queries.claim_scan(s, sha256="c" * 64, original_name="big.svs", size_bytes=1).slide.id
+        queries.mark_stored(s, slide_id, stored_path="/store/big.svs")
+    with database.session() as s:
+        queries.begin_analysis(s, slide_id, owner="host:1", lease_seconds=600)
+    logged: list[str] = []
+    reporter = analysis.with_progress(database, slide_id, "host:1", logged.append)
+    reporter.every_seconds = 0
+
+    for tile in range(1, 11):
+        reporter("stage1", tile, 10)
+
+    with database.session() as s:
+        slide = queries.get_slide(s, slide_id)
+        assert slide is not None
+        assert slide.progress_fraction == pytest.approx(0.5)
+        assert (slide.progress_note or "").startswith("stage 1: 10 of 10 tiles (50%)")
+    assert len(logged) == 6  # 0%, 10%, ..., 50%: one line a tenth, not one a tile
+    assert logged[-1].startswith(f"slide {slide_id}: stage 1: 10 of 10 tiles (50%)")
+
+
+def test_a_database_that_refuses_progress_does_not_stop_the_analysis() -> None:
+    class Refusing:
+        def session(self) -> Any:
+            raise OperationalError("UPDATE slides", {}, Exception("connection cut"))
+
+    logged: list[str] = []
+    reporter = analysis.with_progress(Refusing(), 7, "host:1", logged.append)  # type: ignore[arg-type]  # a stand-in database
+
+    reporter("stage1", 1, 4)
+
+    assert logged[0] == "slide 7: progress not recorded (OperationalError); the analysis goes on"
+    assert logged[1].startswith("slide 7: stage 1: 1 of 4 tiles")

@@ -360,6 +360,8 @@ def _wait_for_result(ctx: DashboardContext, view: SlideView) -> None:
         if (now.status, now.has_analysis) != (view.status, view.has_analysis):
             st.rerun()
         st.info(f"This slide has no result yet (it is {view.status}); the page fills in when its analysis ends.")
+        if now.progress_fraction is not None:
+            st.progress(now.progress_fraction, text=f"Analysing: {now.progress_note or ''}".rstrip(": "))
 
     waiting()
 

@@ -112,6 +112,8 @@ def pending_frame(rows: Sequence[WorklistRow], ctx: DashboardContext) -> pd.Data
             "name": [r.name for r in rows],
             "status": [r.status for r in rows],
             "received": pd.to_datetime([r.received_at for r in rows], utc=True),
+            "progress": pd.array([r.progress_fraction for r in rows], dtype="Float64"),
+            "doing": [r.progress_note or "" for r in rows],
             "error": [r.error or "" for r in rows],
             "flow run": [ctx.flow_run_url(r.flow_run_id) for r in rows],
         }
@@ -149,6 +151,10 @@ def _pending_columns() -> dict[str, Any]:
     return {
         "slide": cc.NumberColumn("Slide", format="%d"),
         "received": cc.DatetimeColumn("Received (UTC)", format="YYYY-MM-DD HH:mm", timezone="UTC"),
+        "progress": cc.ProgressColumn(
+            "Progress", min_value=0.0, max_value=1.0, format="percent", help="How far the running analysis is."
+        ),
+        "doing": cc.TextColumn("Doing", help="The analysis' phase, how much of it is done, and the time left."),
         "flow run": cc.LinkColumn("Flow run", display_text="open in Prefect", help="Logs of the slide's analysis."),
     }
 

@@ -23,6 +23,8 @@ class SlideFields(TypedDict):
     reviewed_by: str | None
     flow_run_id: str | None
     error: str | None
+    progress_fraction: float | None
+    progress_note: str | None
 
 
 def slide_fields(slide: Slide) -> SlideFields:
@@ -40,4 +42,6 @@ def slide_fields(slide: Slide) -> SlideFields:
         reviewed_by=slide.reviewed_by,
         flow_run_id=slide.flow_run_id,
         error=slide.error,
+        progress_fraction=slide.progress_fraction,
+        progress_note=slide.progress_note,
     )

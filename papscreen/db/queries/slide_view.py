@@ -142,6 +142,8 @@ class SlideView:
     width: int | None
     height: int | None
     duplicate_of_id: int | None
+    progress_fraction: float | None = None
+    progress_note: str | None = None
     analysis_id: int | None = None
     stage1_model: str | None = None
     stage2_model: str | None = None

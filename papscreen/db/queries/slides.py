@@ -29,6 +29,7 @@ __all__ = [
     "mark_dispatched",
     "mark_stored",
     "quarantine_slide",
+    "record_progress",
     "renew_lease",
     "requeue_slide",
     "requeue_stale",
@@ -173,6 +174,8 @@ def move_status(slide: Slide, to: SlideStatus) -> None:
         raise InvalidTransitionError(f"slide {slide.id} cannot go from {slide.status.value} to {to.value}")
     slide.status = to
     slide.updated_at = utcnow()
+    slide.progress_fraction = None  # progress belongs to one running analysis
+    slide.progress_note = None
 
 
 def require_slide(session: Session, slide_id: int) -> Slide:
@@ -375,6 +378,8 @@ def begin_analysis(
             flow_run_id=flow_run_id,
             attempts=Slide.attempts + 1,
             updated_at=now,
+            progress_fraction=None,
+            progress_note=None,
         )
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -394,6 +399,21 @@ def renew_lease(session: Session, slide_id: int, *, owner: str, lease_seconds: f
         .execution_options(synchronize_session=False)
     ).rowcount
     return bool(renewed)
+
+
+def record_progress(session: Session, slide_id: int, *, owner: str, fraction: float, note: str) -> bool:
+    """Say how far the analysis ``owner`` is running has come (``fraction`` 0-1, ``note`` in words).
+
+    A conditional UPDATE: nothing is written (``False``) once the slide is no longer this owner's analysis, so a
+    late report cannot put a progress bar on a finished or requeued slide.
+    """
+    written = session.execute(
+        update(Slide)
+        .where(Slide.id == slide_id, Slide.status == SlideStatus.PROCESSING, Slide.lease_owner == owner)
+        .values(progress_fraction=min(max(float(fraction), 0.0), 1.0), progress_note=storable(note, 200))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(written)
 
 
 def requeue_slide(session: Session, slide_id: int, *, reason: str, actor: str = "papscreen") -> Slide:

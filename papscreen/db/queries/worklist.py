@@ -161,6 +161,8 @@ class WorklistRow:
     quintile: int | None
     flow_run_id: str | None
     error: str | None
+    progress_fraction: float | None = None
+    progress_note: str | None = None
 
     @property
     def rank_text(self) -> str:
