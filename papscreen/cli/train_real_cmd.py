@@ -10,6 +10,7 @@ import dataclasses
 import json
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +26,14 @@ from papscreen.models.real_cv import FieldRecipe, Stage1Recipe, Stage2Recipe
 from papscreen.models.real_recipe import train_real_models
 from papscreen.models.shipped import next_shipped_version, write_shipped_models
 
-__all__ = ["train_real"]
+__all__ = ["NegativeSource", "train_real"]
+
+
+class NegativeSource(StrEnum):
+    """Where ``--hard-negatives`` are taken from (docs/experiments.md, runs 3 and 6)."""
+
+    all = "all"
+    normal = "normal"
 
 
 def _cross_validation(path: Path | None) -> dict[str, Any] | None:
@@ -83,6 +91,12 @@ def train_real(
             "--hard-negatives", min=0, help="Stage-1 detections per field far from every annotated nucleus, as NILM."
         ),
     ] = RECIPE_STAGE2.hard_negatives_per_field,
+    hard_negatives_from: Annotated[
+        NegativeSource,
+        typer.Option(
+            "--hard-negatives-from", help="all: every field; normal: only fields whose annotated nuclei are all NILM."
+        ),
+    ] = NegativeSource.all,
     field_sensitivity: Annotated[
         float,
         typer.Option("--field-sensitivity", min=0.5, max=1.0, help="Share of abnormal validation fields flagged."),
@@ -113,7 +127,12 @@ def train_real(
         err_console.print(f"training the real-data recipe on {data_dir} ({describe_machine(torch_device)})")
         bf16 = RECIPE_STAGE2.bf16 and bf16_supported(torch_device)  # emulated bf16 is slower than fp32
         stage2 = dataclasses.replace(
-            RECIPE_STAGE2, epochs=epochs, augment=augment.value, bf16=bf16, hard_negatives_per_field=hard_negatives
+            RECIPE_STAGE2,
+            epochs=epochs,
+            augment=augment.value,
+            bf16=bf16,
+            hard_negatives_per_field=hard_negatives,
+            hard_negative_source=hard_negatives_from.value,
         )
         models = train_real_models(
             data_dir,
