@@ -28,6 +28,7 @@ from papscreen.db.queries.intake_view import (
     RetryingFile,
 )
 from papscreen.errors import PapscreenError
+from papscreen.pipeline.progress import format_seconds
 
 __all__ = ["IntakeData", "format_duration", "load_intake", "render"]
 
@@ -76,14 +77,7 @@ def format_duration(seconds: float | None) -> str:
         >>> format_duration(42.4), format_duration(83), format_duration(7322), format_duration(None)
         ('42 s', '1 min 23 s', '2 h 2 min', '-')
     """
-    if seconds is None:
-        return "-"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return "-" if seconds is None else format_seconds(seconds)
 
 
 def _heading(title: str, rows: tuple[object, ...], empty: str, show: Callable[[str], object] | None = None) -> bool:
