@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,19 @@ def test_files_waiting_for_a_retry_are_shown_first_with_their_error(page: AppTes
     waiting = _table(app, "a.png")
     assert list(waiting["error"]) == ["OSError: [Errno 28] No space left on device"]  # type: ignore[index]
     assert list(waiting["failures"]) == [1]  # type: ignore[index]
+
+
+def test_every_time_column_says_utc_and_shows_minutes(page: AppTest, database: Database) -> None:
+    """One way to show a time on every page: "2026-12-07 14:05" under a heading that says UTC, never "+00:00"."""
+    seed_intake(database)
+    app = run_ok(page)
+
+    time_columns = {"received", "quarantined", "failed", "first received", "finished", "first failed", "next try"}
+    seen = 0
+    for table in app.dataframe:
+        config = json.loads(table.proto.columns or "{}")
+        for name in set(table.value.columns) & time_columns:
+            assert config[name]["label"] == f"{name} (UTC)"
+            assert config[name]["type_config"] == {"type": "datetime", "format": "YYYY-MM-DD HH:mm", "timezone": "UTC"}
+            seen += 1
+    assert seen >= 6  # quarantined, failed, duplicates and the processing times all have times

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from papscreen.dashboard.context import DashboardContext
 from papscreen.dashboard.retry import RetryResult, retry_quarantined
-from papscreen.dashboard.widgets import flow_run_link
+from papscreen.dashboard.widgets import flow_run_link, utc_times
 from papscreen.db.database import Database
 from papscreen.db.queries import intake_view
 from papscreen.db.queries.intake_view import (
@@ -106,7 +106,7 @@ def _quarantine_section(ctx: DashboardContext, rows: tuple[QuarantinedSlide, ...
             for q in rows
         ],
         hide_index=True,
-        column_config=flow_run_link(),
+        column_config={**flow_run_link(), **utc_times("received", "quarantined")},
     )
     names = {q.id: f"#{q.id} {q.name}: {(q.reason or '')[:80]}" for q in rows}
     choice = st.selectbox("File to retry", list(names), format_func=names.__getitem__, key=RETRY_SELECT_KEY)
@@ -152,6 +152,7 @@ def _retrying_section(rows: tuple[RetryingFile, ...]) -> None:
             for r in rows
         ],
         hide_index=True,
+        column_config=utc_times("first failed", "next try"),
     )
 
 
@@ -174,6 +175,7 @@ def _duplicates_section(rows: tuple[DuplicateSlide, ...]) -> None:
             for d in rows
         ],
         hide_index=True,
+        column_config=utc_times("received", "first received"),
     )
 
 
@@ -193,7 +195,7 @@ def _failed_section(ctx: DashboardContext, rows: tuple[FailedSlide, ...]) -> Non
             for f in rows
         ],
         hide_index=True,
-        column_config=flow_run_link(),
+        column_config={**flow_run_link(), **utc_times("failed")},
     )
 
 
@@ -220,7 +222,7 @@ def _times_section(ctx: DashboardContext, times: ProcessingTimes) -> None:
             for t in times.recent
         ],
         hide_index=True,
-        column_config=flow_run_link(),
+        column_config={**flow_run_link(), **utc_times("received", "finished")},
     )
 
 

@@ -22,7 +22,7 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from papscreen.dashboard.context import DashboardContext
-from papscreen.dashboard.widgets import flow_run_link
+from papscreen.dashboard.widgets import flow_run_link, utc_times
 from papscreen.db.database import Database
 from papscreen.db.queries import registry_view
 from papscreen.db.queries.registry_view import ModelVersionView, RegistryView, TrainingRunView
@@ -290,7 +290,10 @@ def _version_table(versions: list[ModelVersionView]) -> None:
             for v in versions
         ],
         hide_index=True,
-        column_config={"macro-F1": st.column_config.NumberColumn(format="%.3f")},
+        column_config={
+            "macro-F1": st.column_config.NumberColumn(format="%.3f"),
+            **utc_times("created", "promoted", "retired"),
+        },
     )
 
 
@@ -385,7 +388,11 @@ def _training_tab(ctx: DashboardContext, runs: tuple[TrainingRunView, ...]) -> N
             for r in runs
         ],
         hide_index=True,
-        column_config={**flow_run_link(), "duration (s)": st.column_config.NumberColumn(format="%.0f")},
+        column_config={
+            **flow_run_link(),
+            **utc_times("started"),
+            "duration (s)": st.column_config.NumberColumn(format="%.0f"),
+        },
     )
 
 
@@ -414,7 +421,7 @@ def _validation_tab(ctx: DashboardContext, view: RegistryView) -> None:
             for r in reversed(runs)
         ],
         hide_index=True,
-        column_config=flow_run_link(),
+        column_config={**flow_run_link(), **utc_times("at")},
     )
 
 
