@@ -48,10 +48,9 @@ _GRADES = ("LSIL", "HSIL", "SCC")
 
 
 def _worse_than(category: str) -> str | None:
-    """The next grade above ``category`` (``None`` above SCC)."""
-    order = ("NILM", *_GRADES)
-    index = order.index(category) if category in order else 0
-    return order[index + 1] if index + 1 < len(order) else None
+    """The next grade above an abnormal ``category``; ``None`` for SCC, and for NILM (its reason names LSIL)."""
+    index = _GRADES.index(category) + 1 if category in _GRADES else len(_GRADES)
+    return _GRADES[index] if index < len(_GRADES) else None
 
 
 def _count_reason(category: str, support: dict[str, int], grading: GradingSettings) -> str:
@@ -61,7 +60,7 @@ def _count_reason(category: str, support: dict[str, int], grading: GradingSettin
     needed = grading.min_cells.get(shown)
     rule = f"rule: >= {needed}" if category != "NILM" else f"LSIL needs >= {needed}"
     reason = f"{category}: {support.get(shown, 0)} cells graded {shown} or worse with probability >= {p} ({rule})"
-    nxt = _worse_than(category) if category != "NILM" else None
+    nxt = _worse_than(category)
     if nxt is not None and grading.min_cells.get(nxt) is not None:
         reason += f"; {support.get(nxt, 0)} {nxt} or worse ({nxt} needs >= {grading.min_cells[nxt]})"
     return reason
@@ -75,7 +74,7 @@ def _scorer_reason(category: str, scores: dict[str, float], scorer: FieldScorer)
         f"{category}: the {scorer.top_k} most suspicious cells have a mean probability of {shown} or worse of "
         f"{scores[shown]:.3f} ({rule}, the operating point chosen on validation fields)"
     )
-    nxt = _worse_than(category) if category != "NILM" else None
+    nxt = _worse_than(category)
     if nxt is not None:
         reason += f"; of {nxt} or worse {scores[nxt]:.3f}"
     return reason
@@ -131,7 +130,6 @@ def grade_slide(
         needed = grading.min_cells.get(grade)
         if needed is not None and support[grade] >= needed:
             category = grade
-    reason = _count_reason(category, support, grading)
     if scorer is not None:
         scores = {grade: scorer.score(_at_least(probabilities, classes, grade)) for grade in _GRADES}
         abnormal_score = scores["LSIL"]
@@ -140,12 +138,10 @@ def grade_slide(
             if scores[grade] >= scorer.threshold:
                 category = grade
         reason = _scorer_reason(category, scores, scorer)
-    elif count:
-        suspicion = _at_least(probabilities, classes, "LSIL")
-        top = np.sort(suspicion)[::-1][: grading.abnormal_top_k]
-        abnormal_score = float(top.mean())
     else:
-        abnormal_score = 0.0
+        reason = _count_reason(category, support, grading)
+        suspicion = _at_least(probabilities, classes, "LSIL")
+        abnormal_score = float(np.sort(suspicion)[::-1][: grading.abnormal_top_k].mean()) if count else 0.0
     needed_cells = grading.min_cells_field if scan_kind == "field" else grading.min_cells_slide
     adequacy: Adequacy = "satisfactory" if count >= needed_cells else "unsatisfactory"
     relation = "at least" if adequacy == "satisfactory" else "fewer than"

@@ -290,11 +290,6 @@ def _picker(ctx: DashboardContext, prompt: str) -> None:
         st.rerun()
 
 
-def _said(view: SlideView, key: str) -> str | None:
-    """One of the analysis' sentences (stored with its details; older rows kept them in the summary)."""
-    return view.details.get(key) or view.summary.get(key) or None
-
-
 _FINISHED_VERB = {"failed": "failed", "quarantined": "quarantined", "duplicate": "recognised as a duplicate"}
 """What the caption calls a slide's end time, by status (only a finished analysis is "analysed")."""
 
@@ -308,10 +303,10 @@ def _header(ctx: DashboardContext, view: SlideView) -> None:
     score = "-" if view.abnormal_score is None else f"{view.abnormal_score:.3f}"
     category, adequacy, abnormal, status = st.columns(4)
     category.metric("Category", view.category or "-")
-    adequacy.metric("Adequacy", view.adequacy or "-", help=_said(view, "adequacy_reason"))
+    adequacy.metric("Adequacy", view.adequacy or "-", help=view.details.get("adequacy_reason") or None)
     abnormal.metric("Abnormal score", score)
     status.metric("Status", view.status)
-    reason = _said(view, "category_reason")
+    reason = view.details.get("category_reason")
     if reason and view.has_analysis:
         st.markdown(f"**Why:** {reason}")
     facts = []
@@ -361,7 +356,7 @@ def _wait_for_result(ctx: DashboardContext, view: SlideView) -> None:
             st.rerun()
         st.info(f"This slide has no result yet (it is {view.status}); the page fills in when its analysis ends.")
         if now.progress_fraction is not None:
-            st.progress(now.progress_fraction, text=f"Analysing: {now.progress_note or ''}".rstrip(": "))
+            st.progress(now.progress_fraction, text=f"Analysing: {now.progress_note}")
 
     waiting()
 
