@@ -249,7 +249,9 @@ class AnalysisSettings(BaseModel):
     )
     skip_blank_tiles: bool = Field(True, description="Skip tiles with no stained material (mostly empty glass).")
     overlay_max_side: int = Field(2048, ge=64, le=16384, description="Longer side of the overlay thumbnail, px.")
-    gallery_size: int = Field(30, ge=0, le=500, description="Most suspicious cells kept per class for the gallery.")
+    gallery_size: int = Field(
+        30, ge=0, le=500, description="Most suspicious cells in the gallery, across classes, each nucleus once."
+    )
     time_limit_seconds: float = Field(
         3600.0,
         ge=1,

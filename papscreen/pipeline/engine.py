@@ -13,11 +13,10 @@ while the network computes, so reading overlaps compute and memory stays flat wh
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,10 +33,11 @@ from papscreen.imaging.tiling import Tile, tile_grid
 from papscreen.imaging.tissue import tile_has_tissue, tissue_mask
 from papscreen.models.field_score import FieldScorer
 from papscreen.models.stage1 import Stage1Detector, non_maximum_suppression
+from papscreen.pipeline.gallery import SuspiciousCells, overlap_distance
 from papscreen.pipeline.grading import grade_slide
 from papscreen.pipeline.models import ModelPair
 from papscreen.pipeline.prefetch import BusyClock, read_ahead
-from papscreen.pipeline.result import CellTable, GalleryCell, ScanKind, SlideResult, SlideSummary
+from papscreen.pipeline.result import CellTable, ScanKind, SlideResult, SlideSummary
 
 __all__ = ["ProgressCallback", "analyze", "gallery_image", "scan_kind"]
 
@@ -121,39 +121,6 @@ def _merge_seams(xy: np.ndarray, scores: np.ndarray, min_distance: float) -> np.
 
 
 @dataclass
-class _Gallery:
-    """Per class, the ``size`` most suspicious cells with their crops, kept as the batches go by.
-
-    For an abnormal class the most suspicious are the most probable; for NILM they are the normal-looking cells
-    with the highest suspicion (1 - p(NILM)), the ones a screener would want to glance at again.
-    """
-
-    classes: tuple[str, ...]
-    size: int
-    heaps: dict[str, list[tuple[float, int, float, float, float, np.ndarray]]] = field(default_factory=dict)
-
-    def offer(self, probabilities: np.ndarray, indices: np.ndarray, xy: np.ndarray, crops: np.ndarray) -> None:
-        if self.size == 0 or len(probabilities) == 0:
-            return
-        predicted = probabilities.argmax(axis=1)
-        for k, cls_index in enumerate(predicted):
-            label = self.classes[cls_index]
-            probability = float(probabilities[k, cls_index])
-            score = 1.0 - probability if label == "NILM" else probability
-            heap = self.heaps.setdefault(label, [])
-            key = (score, -int(indices[k]))
-            if len(heap) < self.size or key > heap[0][:2]:
-                entry = (score, -int(indices[k]), probability, float(xy[k, 0]), float(xy[k, 1]), crops[k].copy())
-                (heapq.heappush if len(heap) < self.size else heapq.heapreplace)(heap, entry)
-
-    def cells(self) -> dict[str, list[GalleryCell]]:
-        out: dict[str, list[GalleryCell]] = {}
-        for label in self.classes:
-            entries = sorted(self.heaps.get(label, []), key=lambda e: (-e[0], -e[1]))
-            out[label] = [GalleryCell(-neg, label, p, x, y, crop, score) for score, neg, p, x, y, crop in entries]
-        return out
-
-
 class _CropBatch:
     """One reusable batch of crops, filled block by block and emptied by each forward pass.
 
@@ -265,7 +232,7 @@ def analyze(
     half = crop // 2 + 1
     classes = stage2.classes
     probabilities = np.zeros((len(xy), len(classes)), np.float32)
-    gallery = _Gallery(classes, analysis.gallery_size)
+    gallery = SuspiciousCells(classes, analysis.gallery_size, overlap_distance(crop))
     batch_size = settings.batch.stage2_for(models.device.type)
 
     def read_crops(job: tuple[tuple[int, int], np.ndarray]) -> np.ndarray:
@@ -348,9 +315,9 @@ def analyze(
 
 
 def gallery_image(result: SlideResult, *, tile_px: int = 96, per_row: int = 10) -> np.ndarray:
-    """The gallery as one picture: abnormal classes first (most severe on top), then NILM."""
-    order = [c for c in reversed(BETHESDA_CLASSES) if c in result.gallery]
-    order += [c for c in result.gallery if c not in order]
-    rows = {c: [cell.crop for cell in result.gallery[c]] for c in order}
-    captions = {c: [f"{cell.probability:.2f}" for cell in result.gallery[c]] for c in order}
+    """The gallery as one picture, a row per class (most severe on top), each row most suspicious first."""
+    order = [c for c in reversed(BETHESDA_CLASSES) if any(cell.label == c for cell in result.gallery)]
+    order += sorted({cell.label for cell in result.gallery} - set(order))
+    rows = {c: [cell.crop for cell in result.gallery if cell.label == c] for c in order}
+    captions = {c: [f"{cell.probability:.2f}" for cell in result.gallery if cell.label == c] for c in order}
     return gallery_mosaic(rows, tile_px=tile_px, per_row=per_row, captions=captions, title=result.source)

@@ -72,7 +72,7 @@ class CellTable:
 
 @dataclass(frozen=True, eq=False)
 class GalleryCell:
-    """One of the most suspicious cells of its class, with its full-resolution crop.
+    """One of the slide's most suspicious cells, with its full-resolution crop.
 
     Attributes:
         index: row in the :class:`CellTable`.
@@ -81,8 +81,8 @@ class GalleryCell:
         x: nucleus centre, level-0 pixels.
         y: nucleus centre, level-0 pixels.
         crop: the crop stage 2 saw, HxWx3 uint8.
-        suspicion_rank: what the gallery is sorted by (descending): the class probability for an abnormal class,
-            the suspicion 1 - p(NILM) for NILM (the normal-looking cells most worth a second look).
+        suspicion_rank: what the gallery is sorted by (descending): the probability that the cell is abnormal,
+            1 - p(NILM), whatever its most probable class.
     """
 
     index: int
@@ -170,7 +170,8 @@ class SlideResult:
         source: the scan's path (or a name for an in-memory slide).
         cells: every cell found, graded.
         summary: the slide-level verdict.
-        gallery: per class (every class listed, possibly empty), its most suspicious cells, most suspicious first.
+        gallery: the slide's most suspicious cells across classes, most suspicious first, each nucleus once
+            (see :mod:`papscreen.pipeline.gallery`).
         overlay: a thumbnail of the scan, HxWx3 uint8, with a box round each cell coloured by class.
         overlay_scale: overlay pixels per level-0 pixel.
     """
@@ -178,6 +179,6 @@ class SlideResult:
     source: str
     cells: CellTable
     summary: SlideSummary
-    gallery: dict[str, list[GalleryCell]]
+    gallery: tuple[GalleryCell, ...]
     overlay: np.ndarray
     overlay_scale: float

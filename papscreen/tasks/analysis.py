@@ -311,23 +311,23 @@ def cell_records(result: SlideResult, crop_size: int) -> list[CellRecord]:
 
 
 def _write_gallery_crops(result: SlideResult, folder: Path) -> list[dict[str, Any]]:
-    """One PNG per gallery cell (the dashboard shows them), listed with where each cell is."""
+    """One PNG per gallery cell (the dashboard shows them), listed most suspicious first with where each cell is."""
     listed = []
-    for label, cells in result.gallery.items():
-        for rank, cell in enumerate(cells, start=1):
-            path = folder / "gallery" / label / f"{rank:03d}.png"
-            write_rgb(path, np.ascontiguousarray(cell.crop))
-            listed.append(
-                {
-                    "class": label,
-                    "rank": rank,
-                    "cell_index": int(cell.index),
-                    "x": float(cell.x),
-                    "y": float(cell.y),
-                    "probability": float(cell.probability),
-                    "file": str(path.relative_to(folder)),
-                }
-            )
+    for rank, cell in enumerate(result.gallery, start=1):
+        path = folder / "gallery" / f"{rank:03d}.png"
+        write_rgb(path, np.ascontiguousarray(cell.crop))
+        listed.append(
+            {
+                "class": cell.label,
+                "rank": rank,
+                "cell_index": int(cell.index),
+                "x": float(cell.x),
+                "y": float(cell.y),
+                "probability": float(cell.probability),
+                "suspicion": float(cell.suspicion_rank),
+                "file": str(path.relative_to(folder)),
+            }
+        )
     return listed
 
 

@@ -118,7 +118,7 @@ def seed_dashboard(database: Database, results_dir: Path) -> Seeded:
             ]
             gallery = []
             for rank, cell in enumerate([c for c in cells if c.predicted_class == main_class][:3], start=1):
-                file = f"gallery/{main_class}/{rank:03d}.png"
+                file = f"gallery/{rank:03d}.png"
                 _png(folder / file, (64, 64), (200, 120, 150))
                 gallery.append(
                     {
@@ -128,6 +128,7 @@ def seed_dashboard(database: Database, results_dir: Path) -> Seeded:
                         "x": cell.x,
                         "y": cell.y,
                         "probability": cell.probabilities[main_class],
+                        "suspicion": cell.suspicion,
                         "file": file,
                     }
                 )

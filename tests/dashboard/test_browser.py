@@ -174,10 +174,11 @@ def test_review_a_slide_in_a_real_browser(
     expect(overlay).to_have_count(1)
     overlay.scroll_into_view_if_needed()
     page.wait_for_function(f"(el) => ({IMAGES_DRAWN})(el)", arg=overlay.element_handle())
-    gallery = page.get_by_test_id("stTabs")
-    expect(gallery.get_by_role("tab", name="HSIL (3)")).to_be_visible()
+    gallery = page.locator(".st-key-gallery")
+    expect(gallery.get_by_role("heading", name="Gallery: the 3 most suspicious cells")).to_be_visible()
     crops = gallery.get_by_test_id("stImage")
     expect(crops).to_have_count(3)
+    expect(crops.first).to_contain_text(" HSIL 0.95")  # the most suspicious first, called by its cell id
     gallery.scroll_into_view_if_needed()
     page.wait_for_function(f"(el) => ({IMAGES_DRAWN})(el)", arg=gallery.element_handle())
     page.screenshot(path=artifacts / "3-slide.png", full_page=True)

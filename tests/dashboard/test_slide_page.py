@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from papscreen.dashboard.context import OPEN_ACCESS_USER
 from papscreen.db import queries
 from papscreen.db.database import Database
-from papscreen.db.queries.slide_view import slide_view
+from papscreen.db.queries.slide_view import SlideView, slide_view
 from papscreen.imaging.image_io import write_rgb
 from tests.dashboard.apptest_helpers import (
     PREFECT_UI,
@@ -23,7 +23,14 @@ from tests.dashboard.apptest_helpers import (
     fresh_streamlit_caches,  # noqa: F401 (an autouse fixture)
     page_app,
 )
-from tests.db.test_slide_view_queries import BY_SUSPICION, PLANNED, SCAN_SIDE, seed_models, seed_slide
+from tests.db.test_slide_view_queries import (
+    BY_SUSPICION,
+    IN_GALLERY,
+    PLANNED,
+    SCAN_SIDE,
+    seed_models,
+    seed_slide,
+)
 
 
 @pytest.fixture
@@ -64,6 +71,11 @@ def _text(app: AppTest) -> str:
     )
 
 
+def app_view(database: Database, slide_id: int) -> SlideView:
+    with database.session() as s:
+        return slide_view(s, slide_id)
+
+
 def _cell_ids(database: Database, slide_id: int) -> list[int]:
     with database.session() as s:
         return [c.id for c in slide_view(s, slide_id).cells]
@@ -85,13 +97,15 @@ def test_page_shows_the_slide(sqlite_database: Database, tmp_path: Path, scan: P
     assert "**Not reviewed yet**" in text
     assert "0 of 6 cells reviewed" in text
     assert "Models: stage 1 s1-test (cnn20plus), stage 2 s2-test (resnet50)" in text
-    assert [t.label for t in app.tabs] == ["HSIL (1)", "SCC (1)", "LSIL (1)", "NILM, most suspicious (2)"]
+    assert "Gallery: the 5 most suspicious cells" in [h.value for h in app.subheader]
     captions = [c for image in app.image for c in image.captions]
     assert captions[0] == "Overlay: every cell boxed in its class colour"
     assert captions[1].startswith("Around cell #")  # the region view of a whole slide
-    assert "#1 · p=0.95" in captions
-    assert "HSIL #1" in captions  # the chosen cell's crop in the review panel
-    assert sum(c.startswith("#") for c in captions) == 5  # one crop per gallery entry
+    ids = {(c.x, c.y): c.id for c in app_view(sqlite_database, slide_id).cells}
+    in_gallery = [f"#{ids[PLANNED[i].x, PLANNED[i].y]} {PLANNED[i].cls}" for i in IN_GALLERY]
+    gallery = [c.rsplit(" ", 1)[0] for c in captions[3:]]
+    assert gallery == in_gallery  # most suspicious first across classes, called by the cell's id
+    assert captions[2] == captions[3] == f"{in_gallery[0]} 0.95"  # the chosen cell's crop in the review panel
     assert [b.label for b in app.button].count("Review") == 5
     table = app.dataframe[0].value
     assert list(table["suspicion"]) == [PLANNED[i].suspicion for i in BY_SUSPICION]
@@ -167,14 +181,43 @@ def test_mark_slide_reviewed(database: Database, tmp_path: Path, scan: Path) -> 
 def test_a_gallery_crop_chooses_its_cell(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:
     slide_id = _seed(sqlite_database, tmp_path, scan)
     app = assert_ok(_app(sqlite_database, slide_id))
-    with sqlite_database.session() as s:
-        nilm_second = slide_view(s, slide_id).gallery_of("NILM")[1].cell_id
+    fourth = app_view(sqlite_database, slide_id).gallery[3]  # a NILM cell, not among the listed ones' first
 
-    app.button(key=f"slide_{slide_id}_gallery_NILM_2").click().run()
+    app.button(key=f"slide_{slide_id}_gallery_4").click().run()
     assert_ok(app)
 
-    assert app.selectbox[0].value == nilm_second
+    assert app.selectbox[0].value == fourth.cell_id
+    assert app.radio[0].value == fourth.cls == "NILM"
+
+
+def test_keys_walk_the_cells_and_accept_or_reject_in_one_press(
+    sqlite_database: Database, tmp_path: Path, scan: Path
+) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    app = assert_ok(_app(sqlite_database, slide_id, user="bob", signed_in=True))
+    order = [c.id for c in app_view(sqlite_database, slide_id).reviewable_cells]
+    shortcuts = {
+        b.label: b.proto.shortcut.upper() for b in app.button if b.key and b.key.startswith(f"slide_{slide_id}_")
+    }
+    assert shortcuts["Accept HSIL"] == "A"
+    assert (shortcuts["Reject: NILM"], shortcuts["Next"], shortcuts["Previous"]) == ("X", "J", "K")
+    assert app.button(key=f"slide_{slide_id}_previous").disabled  # the first cell has none before it
+
+    app.button(key=f"slide_{slide_id}_accept").click().run()
+    assert assert_ok(app).success[0].value == f"Cell #{order[0]} confirmed as HSIL, recorded as bob."
+    app.button(key=f"slide_{slide_id}_next").click().run()
+    assert assert_ok(app).selectbox[0].value == order[1]
+    app.button(key=f"slide_{slide_id}_reject").click().run()
+    assert assert_ok(app).success[0].value == f"Cell #{order[1]} corrected from SCC to NILM, recorded as bob."
     assert app.radio[0].value == "NILM"
+    app.button(key=f"slide_{slide_id}_previous").click().run()
+    assert assert_ok(app).selectbox[0].value == order[0]
+
+    with sqlite_database.session() as s:
+        reviewed = {c.cell_id: c.label for c in queries.reviewed_cells(s)}
+    assert reviewed == {order[0]: "HSIL", order[1]: "NILM"}
+    captions = [c for image in app.image for c in image.captions]
+    assert f"#{order[1]} SCC 0.90 · reviewed NILM" in captions  # the gallery shows what the reviewer said
 
 
 def test_a_table_row_chooses_its_cell(sqlite_database: Database, tmp_path: Path, scan: Path) -> None:

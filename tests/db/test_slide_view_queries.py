@@ -29,25 +29,26 @@ CROP = 32
 
 @dataclass(frozen=True)
 class PlannedCell:
-    """A cell to seed: where, what the model said, how suspicious, and its gallery place (class, rank)."""
+    """A cell to seed: where, what the model said, how suspicious, and whether the gallery shows it."""
 
     x: float
     y: float
     cls: str
     suspicion: float
-    gallery: tuple[str, int] | None = None
+    in_gallery: bool = True
 
 
 # Ordered as the analysis stores them (cell_index = position here); not by suspicion, on purpose.
 PLANNED: tuple[PlannedCell, ...] = (
-    PlannedCell(1500.5, 1500.25, "NILM", 0.20, ("NILM", 1)),
-    PlannedCell(1000.0, 1000.0, "HSIL", 0.95, ("HSIL", 1)),
-    PlannedCell(300.0, 320.0, "LSIL", 0.60, ("LSIL", 1)),
-    PlannedCell(1100.0, 1050.0, "SCC", 0.90, ("SCC", 1)),
-    PlannedCell(1600.0, 200.0, "NILM", 0.05, ("NILM", 2)),
-    PlannedCell(1020.0, 980.0, "NILM", 0.10),
+    PlannedCell(1500.5, 1500.25, "NILM", 0.20),
+    PlannedCell(1000.0, 1000.0, "HSIL", 0.95),
+    PlannedCell(300.0, 320.0, "LSIL", 0.60),
+    PlannedCell(1100.0, 1050.0, "SCC", 0.90),
+    PlannedCell(1600.0, 200.0, "NILM", 0.05),
+    PlannedCell(1020.0, 980.0, "NILM", 0.10, in_gallery=False),  # inside the HSIL cell's crop: shown there
 )
 BY_SUSPICION = sorted(range(len(PLANNED)), key=lambda i: -PLANNED[i].suspicion)
+IN_GALLERY = [i for i in BY_SUSPICION if PLANNED[i].in_gallery]
 
 
 def _probabilities(cell: PlannedCell) -> dict[str, float]:
@@ -76,22 +77,31 @@ def _records(cells: Sequence[PlannedCell]) -> list[queries.CellRecord]:
     ]
 
 
-def write_results(folder: Path, cells: Sequence[PlannedCell] = PLANNED) -> list[dict[str, object]]:
-    """Write a tiny overlay and one crop per gallery cell, as the analysis does; returns the gallery list."""
+def write_results(
+    folder: Path, cells: Sequence[PlannedCell] = PLANNED, *, per_class: bool = False
+) -> list[dict[str, object]]:
+    """Write a tiny overlay and one crop per gallery cell, as the analysis does; returns the gallery list.
+
+    ``per_class`` writes the gallery as analyses did before it became one list: a list per class, ranked within
+    its class, without the suspicion.
+    """
     rng = np.random.default_rng(0)
     write_rgb(folder / "overlay.png", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
-    gallery = []
-    for index, cell in enumerate(cells):
-        if cell.gallery is None:
-            continue
-        cls, rank = cell.gallery
-        file = f"gallery/{cls}/{rank:03d}.png"
-        write_rgb(folder / file, rng.integers(0, 255, (CROP, CROP, 3), dtype=np.uint8))
-        probability = _probabilities(cell)[cls]
-        gallery.append(
-            {"class": cls, "rank": rank, "cell_index": index, "x": cell.x, "y": cell.y, "probability": probability}
-        )
-        gallery[-1]["file"] = file
+    gallery: list[dict[str, object]] = []
+    shown = sorted((i for i, c in enumerate(cells) if c.in_gallery), key=lambda i: -cells[i].suspicion)
+    for rank, index in enumerate(shown, start=1):
+        cell = cells[index]
+        entry: dict[str, object] = {
+            "class": cell.cls, "x": cell.x, "y": cell.y, "cell_index": index,
+            "probability": _probabilities(cell)[cell.cls],
+        }  # fmt: skip
+        if per_class:
+            rank_in_class = 1 + sum(g["class"] == cell.cls for g in gallery)
+            entry |= {"rank": rank_in_class, "file": f"gallery/{cell.cls}/{rank_in_class:03d}.png"}
+        else:
+            entry |= {"rank": rank, "file": f"gallery/{rank:03d}.png", "suspicion": cell.suspicion}
+        write_rgb(folder / str(entry["file"]), rng.integers(0, 255, (CROP, CROP, 3), dtype=np.uint8))
+        gallery.append(entry)
     return gallery
 
 
@@ -112,6 +122,7 @@ def seed_slide(
     *,
     models: tuple[int, int] | None = None,
     results_dir: Path | None = None,
+    per_class_gallery: bool = False,
     scan: Path | None = None,
     scan_kind: str = "slide",
     cells: Sequence[PlannedCell] = PLANNED,
@@ -121,7 +132,7 @@ def seed_slide(
 ) -> int:
     """A slide through the query layer: claimed, stored, processed (flow run ``run-<id>``) and, if asked, analysed."""
     assert models is not None or not analysed, "an analysed slide needs its models (seed_models)"
-    gallery = write_results(results_dir, cells) if results_dir is not None else []
+    gallery = write_results(results_dir, cells, per_class=per_class_gallery) if results_dir is not None else []
     with database.session() as s:
         slide_id = queries.claim_scan(
             s, sha256=name.encode().hex().ljust(64, "0")[:64], original_name=name, size_bytes=10
@@ -212,18 +223,33 @@ def test_cells_most_suspicious_first_with_a_limit(database: Database, analysed: 
 def test_gallery_entries_are_matched_to_their_cells(database: Database, analysed: int) -> None:
     view = _view(database, analysed, cell_limit=2)  # the NILM gallery cells are not among the two listed
 
-    assert [(g.cls, g.rank) for g in view.gallery_of("NILM")] == [("NILM", 1), ("NILM", 2)]
+    assert [(g.x, g.y) for g in view.gallery] == [(PLANNED[i].x, PLANNED[i].y) for i in IN_GALLERY]
+    assert [g.rank for g in view.gallery] == [1, 2, 3, 4, 5]
+    assert [g.suspicion for g in view.gallery] == [PLANNED[i].suspicion for i in IN_GALLERY]
     assert all(g.cell_id is not None for g in view.gallery)
     for g in view.gallery:
         cell = view.cell(g.cell_id)
         assert cell is not None
         assert (cell.x, cell.y) == (g.x, g.y)
         assert cell.predicted_class == g.cls
-    assert view.gallery_of("HSIL")[0].file == "gallery/HSIL/001.png"
-    assert view.gallery_of("HSIL")[0].probability == pytest.approx(0.95)
+        assert view.gallery_entry(cell.id) == g
+    assert view.gallery[0].file == "gallery/001.png"
+    assert view.gallery[0].probability == pytest.approx(0.95)
     reviewable = [c.id for c in view.reviewable_cells]
     assert len(reviewable) == len(set(reviewable)) == 2 + 3  # 2 listed, then the 3 gallery cells not listed
     assert reviewable[:2] == [c.id for c in view.cells]
+
+
+def test_a_gallery_kept_per_class_by_an_older_analysis_reads_as_one_list(database: Database, tmp_path: Path) -> None:
+    slide_id = seed_slide(
+        database, models=seed_models(database), results_dir=tmp_path / "results", per_class_gallery=True
+    )
+    view = _view(database, slide_id)
+
+    assert [(g.x, g.y) for g in view.gallery] == [(PLANNED[i].x, PLANNED[i].y) for i in IN_GALLERY]
+    assert [g.rank for g in view.gallery] == [1, 2, 3, 4, 5]  # ranked anew across classes, by the cells' suspicion
+    assert [g.suspicion for g in view.gallery] == pytest.approx([PLANNED[i].suspicion for i in IN_GALLERY])
+    assert [g.file for g in view.gallery][:2] == ["gallery/HSIL/001.png", "gallery/SCC/001.png"]
 
 
 def test_reviews_show_in_the_view(database: Database, analysed: int) -> None:

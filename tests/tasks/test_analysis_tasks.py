@@ -15,7 +15,9 @@ from papscreen.config import Settings
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.errors import AnalysisTimeoutError
+from papscreen.imaging.image_io import read_rgb
 from papscreen.pipeline import CellTable
+from papscreen.pipeline.result import GalleryCell
 from papscreen.tasks import analysis
 from papscreen.tasks.retry import TransientError, is_transient
 
@@ -75,6 +77,22 @@ def test_cell_rows_carry_the_crop_box_and_probabilities() -> None:
     assert row.predicted_class == "HSIL"
     assert row.suspicion == pytest.approx(0.9)
     assert row.probabilities["HSIL"] == pytest.approx(0.6)
+
+
+def test_gallery_crops_are_written_in_gallery_order_with_what_the_page_reads(tmp_path: Path) -> None:
+    crops = [np.full((8, 8, 3), value, np.uint8) for value in (10, 20)]
+    gallery = (
+        GalleryCell(index=7, label="SCC", probability=0.8, x=10.0, y=20.0, crop=crops[0], suspicion_rank=0.9),
+        GalleryCell(index=2, label="NILM", probability=0.55, x=300.0, y=20.0, crop=crops[1], suspicion_rank=0.45),
+    )
+    listed = analysis._write_gallery_crops(SimpleNamespace(gallery=gallery), tmp_path)
+    assert [(e["rank"], e["class"], e["cell_index"], e["file"]) for e in listed] == [
+        (1, "SCC", 7, "gallery/001.png"),
+        (2, "NILM", 2, "gallery/002.png"),
+    ]
+    assert [e["suspicion"] for e in listed] == [0.9, 0.45]
+    for entry, crop in zip(listed, crops, strict=True):
+        np.testing.assert_array_equal(read_rgb(tmp_path / str(entry["file"])), crop)
 
 
 def test_the_time_limit_stops_an_analysis_at_its_next_tile() -> None:

@@ -2,13 +2,15 @@
 
 Top to bottom: the header (category, adequacy, abnormal score, status, who reviewed it, the flow run), then the
 overlay beside the review panel, a region view of the scan around the chosen cell (whole slides only: on a
-thumbnail a cell is a dot), the gallery of the most suspicious cells per class, and the cell table.
+thumbnail a cell is a dot), the gallery of the slide's most suspicious cells across classes, and the cell table.
 
-One cell is "chosen" at a time: from the review panel's select box, a gallery crop's button, or a row picked in
-the cell table. The region view centres on it and the review panel grades it. Each write (a cell's class, the
-slide marked reviewed) is one transaction through :mod:`papscreen.db.queries`, recorded under ``ctx.user``, and
-runs in a widget callback, so the page drawn right after already shows it. Reads are cached for
-``settings.dashboard.cache_ttl_seconds`` and every write clears the cache.
+One cell is "chosen" at a time: from the review panel's select box, a gallery crop's button, the next/previous
+buttons (keys J and K), or a row picked in the cell table. Every cell is called by its one id, ``#<cell id>``,
+in the picker, under its gallery crop and in the table. The region view centres on it and the review panel
+grades it. Each write (a cell's class, the slide marked reviewed) is one transaction through
+:mod:`papscreen.db.queries`, recorded under ``ctx.user``, and runs in a widget callback, so the page drawn right
+after already shows it. Reads are cached for ``settings.dashboard.cache_ttl_seconds`` and every write clears the
+cache.
 """
 
 from __future__ import annotations
@@ -47,18 +49,14 @@ from papscreen.db.queries.slide_view import (
     slides_for_picker,
 )
 
-__all__ = ["GALLERY_SHOWN", "GALLERY_TABS", "PICKER_LIMIT", "render"]
-
-GALLERY_TABS: tuple[tuple[str, str], ...] = (
-    ("HSIL", "HSIL"),
-    ("SCC", "SCC"),
-    ("LSIL", "LSIL"),
-    ("NILM", "NILM, most suspicious"),
-)
-"""Gallery tabs (class, tab label): high grade first, as a screener looks; NILM shows its least certain cells."""
+__all__ = ["GALLERY_SHOWN", "PICKER_LIMIT", "SHORTCUTS", "render"]
 
 GALLERY_SHOWN = 12
-"""Crops per gallery tab before "show all": enough to judge a class without paging through thirty."""
+"""Crops shown before "show all": two rows, the cells that decide most slides, without paging through thirty."""
+
+SHORTCUTS = {"accept": "A", "reject": "X", "next": "J", "previous": "K"}
+"""Keyboard shortcuts of the review panel (Streamlit reserves C and R): accept the model's class, reject it
+(the cell is NILM), next and previous cell, as in the image viewers screeners know."""
 
 GALLERY_COLUMNS = 6
 PICKER_LIMIT = 200
@@ -186,12 +184,15 @@ def _store(
     _flash("success", message)
 
 
-def _save_review(ctx: DashboardContext, slide_id: int, cell_id: int) -> None:
-    """Store the chosen class of one cell, recorded under the user, in one transaction."""
-    label = st.session_state.get(_label_key(slide_id, cell_id))
+def _save_review(ctx: DashboardContext, slide_id: int, cell_id: int, label: str | None = None) -> None:
+    """Store one cell's class (``label``, else the class chosen in the panel), recorded under the user."""
+    if label is None:
+        label = str(st.session_state.get(_label_key(slide_id, cell_id)))
+    else:
+        st.session_state[_label_key(slide_id, cell_id)] = label
 
     def write(session: Session) -> str:
-        cell = queries.review_cell(session, cell_id, label=str(label), reviewer=ctx.user)
+        cell = queries.review_cell(session, cell_id, label=label, reviewer=ctx.user)
         verb = "confirmed as" if cell.predicted_class == label else f"corrected from {cell.predicted_class} to"
         return f"Cell #{cell_id} {verb} {label}, recorded as {ctx.user}."
 
@@ -210,6 +211,13 @@ def _mark_reviewed(ctx: DashboardContext, slide_id: int) -> None:
 
 def _choose_cell(slide_id: int, cell_id: int) -> None:
     st.session_state[_cell_key(slide_id)] = cell_id
+
+
+def _step_cell(slide_id: int, ids: list[int], step: int) -> None:
+    """Choose the next (``step`` 1) or previous (-1) cell of the review order, stopping at either end."""
+    current = st.session_state.get(_cell_key(slide_id))
+    position = ids.index(current) if current in ids else 0
+    st.session_state[_cell_key(slide_id)] = ids[min(max(position + step, 0), len(ids) - 1)]
 
 
 # -- formatting -----------------------------------------------------------------------------------------------------
@@ -253,7 +261,7 @@ def render(ctx: DashboardContext) -> None:
         return
 
     top_left, top_right = st.columns([3, 2], gap="large")
-    gallery_area, table_area = st.container(), st.container()
+    gallery_area, table_area = st.container(key="gallery"), st.container()
     with table_area:
         _cell_table(view)  # before the review panel, so a row picked in it becomes the chosen cell
     with top_right:
@@ -422,33 +430,7 @@ def _review_panel(ctx: DashboardContext, view: SlideView) -> CellRow | None:
         )
         chosen = by_id.get(int(cell_id)) if cell_id is not None else None
     if chosen is not None:
-        crop = next((g for g in view.gallery if g.cell_id == chosen.id), None)
-        if crop is not None:
-            picture: Picture = _reads(ctx)["crop"](view.results_dir, crop.file)
-            if picture.ok:
-                st.image(picture.source, caption=f"{crop.cls} #{crop.rank}", width=160)
-        st.markdown(
-            f"Model: **{chosen.predicted_class}** · "
-            + " · ".join(f"{k} {chosen.probabilities.get(k, 0.0):.2f}" for k in BETHESDA_CLASSES)
-        )
-        if chosen.reviewer_label:
-            st.caption(f"Reviewed as {chosen.reviewer_label} by {chosen.reviewer} at {_when(chosen.reviewed_at)}.")
-        label_key = _label_key(view.id, chosen.id)
-        st.radio(
-            "Class",
-            BETHESDA_CLASSES,
-            index=BETHESDA_CLASSES.index(chosen.label) if chosen.label in BETHESDA_CLASSES else 0,
-            key=label_key,
-            horizontal=True,
-        )
-        st.button(
-            "Save",
-            key=f"slide_{view.id}_save",
-            type="primary",
-            on_click=_save_review,
-            args=(ctx, view.id, chosen.id),
-            help="Confirm or correct this cell's class; retraining uses it.",
-        )
+        _chosen_cell(ctx, view, chosen, [c.id for c in cells])
     else:
         st.info("No cell to review on this slide.")
     st.divider()
@@ -459,6 +441,56 @@ def _review_panel(ctx: DashboardContext, view: SlideView) -> CellRow | None:
         args=(ctx, view.id),
     )
     return chosen
+
+
+def _chosen_cell(ctx: DashboardContext, view: SlideView, chosen: CellRow, ids: list[int]) -> None:
+    """The chosen cell's crop and probabilities, and the ways to grade it: keys, one-press buttons, or a class."""
+    entry = view.gallery_entry(chosen.id)
+    if entry is not None:
+        picture: Picture = _reads(ctx)["crop"](view.results_dir, entry.file)
+        if picture.ok:
+            st.image(picture.source, caption=_crop_caption(entry), width=160)
+    st.markdown(
+        f"Model: **{chosen.predicted_class}** · "
+        + " · ".join(f"{k} {chosen.probabilities.get(k, 0.0):.2f}" for k in BETHESDA_CLASSES)
+    )
+    if chosen.reviewer_label:
+        st.caption(f"Reviewed as {chosen.reviewer_label} by {chosen.reviewer} at {_when(chosen.reviewed_at)}.")
+    previous, accept, reject, following = st.columns(4)
+    previous.button(
+        "Previous", key=f"slide_{view.id}_previous", shortcut=SHORTCUTS["previous"],
+        on_click=_step_cell, args=(view.id, ids, -1), disabled=chosen.id == ids[0],
+    )  # fmt: skip
+    accept.button(
+        f"Accept {chosen.predicted_class}", key=f"slide_{view.id}_accept", shortcut=SHORTCUTS["accept"],
+        on_click=_save_review, args=(ctx, view.id, chosen.id, chosen.predicted_class),
+        help="Confirm the model's class for this cell.",
+    )  # fmt: skip
+    reject.button(
+        "Reject: NILM", key=f"slide_{view.id}_reject", shortcut=SHORTCUTS["reject"],
+        on_click=_save_review, args=(ctx, view.id, chosen.id, "NILM"), disabled=chosen.predicted_class == "NILM",
+        help="The cell is not abnormal: record it as NILM.",
+    )  # fmt: skip
+    following.button(
+        "Next", key=f"slide_{view.id}_next", shortcut=SHORTCUTS["next"],
+        on_click=_step_cell, args=(view.id, ids, 1), disabled=chosen.id == ids[-1],
+    )  # fmt: skip
+    label_key = _label_key(view.id, chosen.id)
+    st.radio(
+        "Class",
+        BETHESDA_CLASSES,
+        index=BETHESDA_CLASSES.index(chosen.label) if chosen.label in BETHESDA_CLASSES else 0,
+        key=label_key,
+        horizontal=True,
+    )
+    st.button(
+        "Save",
+        key=f"slide_{view.id}_save",
+        type="primary",
+        on_click=_save_review,
+        args=(ctx, view.id, chosen.id),
+        help="Confirm or correct this cell's class; retraining uses it.",
+    )
 
 
 def _pictures(ctx: DashboardContext, view: SlideView, chosen: CellRow | None) -> None:
@@ -494,23 +526,18 @@ def _pictures(ctx: DashboardContext, view: SlideView, chosen: CellRow | None) ->
 
 
 def _gallery(ctx: DashboardContext, view: SlideView) -> None:
-    st.subheader("Gallery")
+    st.subheader(f"Gallery: the {len(view.gallery)} most suspicious cells" if view.gallery else "Gallery")
     if not view.gallery:
         st.info("This analysis kept no gallery (gallery size 0, or no cells).")
         return
-    tabs = st.tabs([f"{label} ({len(view.gallery_of(cls))})" for cls, label in GALLERY_TABS])
-    for tab, (cls, _label) in zip(tabs, GALLERY_TABS, strict=True):
-        with tab:
-            _gallery_tab(ctx, view, cls)
-
-
-def _gallery_tab(ctx: DashboardContext, view: SlideView, cls: str) -> None:
-    entries = view.gallery_of(cls)
-    if not entries:
-        st.caption(f"No {cls} cells.")
-        return
+    keys = ", ".join(f"{key} {what}" for what, key in SHORTCUTS.items())
+    st.caption(
+        "Every class together, the most likely abnormal (1 - p(NILM)) first; a nucleus found twice is shown once. "
+        f"Review opens a cell in the panel above; keys there: {keys}."
+    )
+    entries = list(view.gallery)
     show_all = len(entries) > GALLERY_SHOWN and st.toggle(
-        f"Show all {len(entries)}", key=f"slide_{view.id}_gallery_{cls}_all"
+        f"Show all {len(entries)}", key=f"slide_{view.id}_gallery_all"
     )
     shown = entries if show_all else entries[:GALLERY_SHOWN]
     read = _reads(ctx)["crop"]
@@ -520,16 +547,23 @@ def _gallery_tab(ctx: DashboardContext, view: SlideView, cls: str) -> None:
                 _gallery_crop(view, entry, read)
 
 
+def _crop_caption(entry: GalleryEntry) -> str:
+    """``#<cell id> HSIL 0.93``: the cell's one id, its class and that class's probability."""
+    name = f"#{entry.cell_id}" if entry.cell_id is not None else f"crop {entry.rank}"
+    return f"{name} {entry.cls} {entry.probability:.2f}"
+
+
 def _gallery_crop(view: SlideView, entry: GalleryEntry, read: Callable[..., Any]) -> None:
     picture: Picture = read(view.results_dir, entry.file)
-    caption = f"#{entry.rank} · p={entry.probability:.2f}"
+    cell = view.cell(entry.cell_id) if entry.cell_id is not None else None
+    caption = _crop_caption(entry) + (f" · reviewed {cell.reviewer_label}" if cell and cell.reviewer_label else "")
     if picture.ok:
         st.image(picture.source, caption=caption, width="stretch")
     else:
         st.caption(f"{caption}: {picture.message}")
     st.button(
         "Review",
-        key=f"slide_{view.id}_gallery_{entry.cls}_{entry.rank}",
+        key=f"slide_{view.id}_gallery_{entry.rank}",
         on_click=_choose_cell,
         args=(view.id, entry.cell_id),
         disabled=entry.cell_id is None,

@@ -92,13 +92,14 @@ class GalleryEntry:
     """One crop of the gallery that the analysis wrote, tied back to its cell row.
 
     Attributes:
-        cls: the class whose gallery it belongs to (``HSIL``, ``SCC``, ``LSIL``, ``NILM``).
-        rank: 1 for the most probable cell of that class.
+        cls: the cell's most probable class (``HSIL``, ``SCC``, ``LSIL``, ``NILM``).
+        rank: its place in the gallery, 1 for the most suspicious cell of the slide.
         cell_index: the cell's index in the analysis' result (the order its rows were stored in).
         x: level-0 column of the cell's centre.
         y: level-0 row of the cell's centre.
         probability: the probability of ``cls``.
         file: the crop's PNG, relative to the analysis' results folder.
+        suspicion: the probability that the cell is abnormal (1 - p(NILM)), what the gallery is ordered by.
         cell_id: the matching cell row, so the crop can be reviewed; None when no row matches.
     """
 
@@ -109,6 +110,7 @@ class GalleryEntry:
     y: float
     probability: float
     file: str
+    suspicion: float | None = None
     cell_id: int | None = None
 
 
@@ -183,9 +185,9 @@ class SlideView:
             return str(kind)
         return "field" if (self.format or "").lower() in {"png", "jpeg", "jpg", "bmp"} else "slide"
 
-    def gallery_of(self, cls: str) -> list[GalleryEntry]:
-        """The gallery entries of one class, best first."""
-        return sorted((g for g in self.gallery if g.cls == cls), key=lambda g: g.rank)
+    def gallery_entry(self, cell_id: int) -> GalleryEntry | None:
+        """The gallery crop of a cell, None when the gallery does not show it."""
+        return next((g for g in self.gallery if g.cell_id == cell_id), None)
 
     def cell(self, cell_id: int) -> CellRow | None:
         """A cell of the page by id: one of :attr:`cells` or of the gallery (None when neither lists it)."""
@@ -252,7 +254,11 @@ def _model_name(session: Session, model_id: int | None) -> str | None:
 def _gallery(
     session: Session, analysis_id: int, entries: Sequence[Mapping[str, Any]]
 ) -> tuple[tuple[GalleryEntry, ...], tuple[CellRow, ...]]:
-    """The analysis' gallery list as entries, each matched to its cell row by position (one query), and those rows."""
+    """The analysis' gallery as entries matched to their cell rows by position (one query), and those rows.
+
+    Most suspicious first, one entry per cell, ranked 1..N. An analysis written before the gallery was one list
+    kept a list per class: its entries are merged into one, ordered by their cells' suspicion.
+    """
     parsed: list[GalleryEntry] = []
     for entry in entries:
         try:
@@ -265,6 +271,7 @@ def _gallery(
                     y=float(entry["y"]),
                     probability=float(entry["probability"]),
                     file=str(entry["file"]),
+                    suspicion=float(entry["suspicion"]) if entry.get("suspicion") is not None else None,
                 )
             )
         except (KeyError, TypeError, ValueError):
@@ -287,10 +294,14 @@ def _gallery(
             ),
             None,
         )
-        matched.append(replace(g, cell_id=None if cell is None else cell.id))
+        if cell is not None and cell.id in rows:
+            continue  # listed under another class by an older analysis
+        suspicion = g.suspicion if g.suspicion is not None else (None if cell is None else float(cell.suspicion))
+        matched.append(replace(g, cell_id=None if cell is None else cell.id, suspicion=suspicion))
         if cell is not None:
-            rows.setdefault(cell.id, _cell_row(cell))
-    return tuple(matched), tuple(rows.values())
+            rows[cell.id] = _cell_row(cell)
+    ordered = sorted(matched, key=lambda g: (-(g.suspicion if g.suspicion is not None else g.probability), g.rank))
+    return tuple(replace(g, rank=rank) for rank, g in enumerate(ordered, start=1)), tuple(rows.values())
 
 
 def slide_view(session: Session, slide_id: int, *, cell_limit: int = DEFAULT_CELL_LIMIT) -> SlideView:
