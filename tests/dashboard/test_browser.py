@@ -196,3 +196,10 @@ def test_review_a_slide_in_a_real_browser(
         cell = session.get(Cell, corrections[0].cell_id)
         assert cell is not None
         assert cell.reviewer == "ann"
+
+    # The keyboard alone: J opens the next cell, A accepts the model's class for it.
+    page.get_by_role("heading", name="Review").click()  # focus on the page, not in a form field
+    page.keyboard.press("j")
+    expect(page.get_by_test_id("stSelectbox").first.locator("input")).to_have_value("#2 HSIL 0.90 at (160, 160)")
+    page.keyboard.press("a")
+    expect(page.get_by_text("Cell #2 confirmed as HSIL, recorded as ann")).to_be_visible()

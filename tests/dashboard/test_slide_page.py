@@ -213,9 +213,14 @@ def test_keys_walk_the_cells_and_accept_or_reject_in_one_press(
     app.button(key=f"slide_{slide_id}_previous").click().run()
     assert assert_ok(app).selectbox[0].value == order[0]
 
+    third = app_view(sqlite_database, slide_id).gallery[2]  # the LSIL cell, judged in place from the gallery
+    app.button(key=f"slide_{slide_id}_gallery_3_reject").click().run()
+    assert assert_ok(app).success[0].value == f"Cell #{third.cell_id} corrected from LSIL to NILM, recorded as bob."
+    assert app.button(key=f"slide_{slide_id}_gallery_4_reject").disabled  # a NILM cell cannot be rejected as NILM
+
     with sqlite_database.session() as s:
         reviewed = {c.cell_id: c.label for c in queries.reviewed_cells(s)}
-    assert reviewed == {order[0]: "HSIL", order[1]: "NILM"}
+    assert reviewed == {order[0]: "HSIL", order[1]: "NILM", third.cell_id: "NILM"}
     captions = [c for image in app.image for c in image.captions]
     assert f"#{order[1]} SCC 0.90 · reviewed NILM" in captions  # the gallery shows what the reviewer said
 

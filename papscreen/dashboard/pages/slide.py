@@ -189,7 +189,7 @@ def _save_review(ctx: DashboardContext, slide_id: int, cell_id: int, label: str 
     if label is None:
         label = str(st.session_state.get(_label_key(slide_id, cell_id)))
     else:
-        st.session_state[_label_key(slide_id, cell_id)] = label
+        st.session_state.pop(_label_key(slide_id, cell_id), None)  # the class picker then shows the saved label
 
     def write(session: Session) -> str:
         cell = queries.review_cell(session, cell_id, label=label, reviewer=ctx.user)
@@ -456,25 +456,26 @@ def _chosen_cell(ctx: DashboardContext, view: SlideView, chosen: CellRow, ids: l
     )
     if chosen.reviewer_label:
         st.caption(f"Reviewed as {chosen.reviewer_label} by {chosen.reviewer} at {_when(chosen.reviewed_at)}.")
-    previous, accept, reject, following = st.columns(4)
-    previous.button(
-        "Previous", key=f"slide_{view.id}_previous", shortcut=SHORTCUTS["previous"],
-        on_click=_step_cell, args=(view.id, ids, -1), disabled=chosen.id == ids[0],
-    )  # fmt: skip
-    accept.button(
-        f"Accept {chosen.predicted_class}", key=f"slide_{view.id}_accept", shortcut=SHORTCUTS["accept"],
-        on_click=_save_review, args=(ctx, view.id, chosen.id, chosen.predicted_class),
-        help="Confirm the model's class for this cell.",
-    )  # fmt: skip
-    reject.button(
-        "Reject: NILM", key=f"slide_{view.id}_reject", shortcut=SHORTCUTS["reject"],
-        on_click=_save_review, args=(ctx, view.id, chosen.id, "NILM"), disabled=chosen.predicted_class == "NILM",
-        help="The cell is not abnormal: record it as NILM.",
-    )  # fmt: skip
-    following.button(
-        "Next", key=f"slide_{view.id}_next", shortcut=SHORTCUTS["next"],
-        on_click=_step_cell, args=(view.id, ids, 1), disabled=chosen.id == ids[-1],
-    )  # fmt: skip
+    with st.container(horizontal=True, gap="small"):
+        st.button(
+            f"Accept {chosen.predicted_class}", key=f"slide_{view.id}_accept", shortcut=SHORTCUTS["accept"],
+            on_click=_save_review, args=(ctx, view.id, chosen.id, chosen.predicted_class),
+            help="Confirm the model's class for this cell.",
+        )  # fmt: skip
+        st.button(
+            "Reject: NILM", key=f"slide_{view.id}_reject", shortcut=SHORTCUTS["reject"],
+            on_click=_save_review, args=(ctx, view.id, chosen.id, "NILM"), disabled=chosen.predicted_class == "NILM",
+            help="The cell is not abnormal: record it as NILM.",
+        )  # fmt: skip
+    with st.container(horizontal=True, gap="small"):
+        st.button(
+            "Previous", key=f"slide_{view.id}_previous", shortcut=SHORTCUTS["previous"],
+            on_click=_step_cell, args=(view.id, ids, -1), disabled=chosen.id == ids[0],
+        )  # fmt: skip
+        st.button(
+            "Next", key=f"slide_{view.id}_next", shortcut=SHORTCUTS["next"],
+            on_click=_step_cell, args=(view.id, ids, 1), disabled=chosen.id == ids[-1],
+        )  # fmt: skip
     label_key = _label_key(view.id, chosen.id)
     st.radio(
         "Class",
@@ -533,7 +534,7 @@ def _gallery(ctx: DashboardContext, view: SlideView) -> None:
     keys = ", ".join(f"{key} {what}" for what, key in SHORTCUTS.items())
     st.caption(
         "Every class together, the most likely abnormal (1 - p(NILM)) first; a nucleus found twice is shown once. "
-        f"Review opens a cell in the panel above; keys there: {keys}."
+        f"Review opens a cell in the panel above (keys there: {keys}); ✓ accepts the model's class, ✗ records NILM."
     )
     entries = list(view.gallery)
     show_all = len(entries) > GALLERY_SHOWN and st.toggle(
@@ -544,7 +545,7 @@ def _gallery(ctx: DashboardContext, view: SlideView) -> None:
     for start in range(0, len(shown), GALLERY_COLUMNS):
         for column, entry in zip(st.columns(GALLERY_COLUMNS), shown[start : start + GALLERY_COLUMNS], strict=False):
             with column:
-                _gallery_crop(view, entry, read)
+                _gallery_crop(ctx, view, entry, read)
 
 
 def _crop_caption(entry: GalleryEntry) -> str:
@@ -553,7 +554,8 @@ def _crop_caption(entry: GalleryEntry) -> str:
     return f"{name} {entry.cls} {entry.probability:.2f}"
 
 
-def _gallery_crop(view: SlideView, entry: GalleryEntry, read: Callable[..., Any]) -> None:
+def _gallery_crop(ctx: DashboardContext, view: SlideView, entry: GalleryEntry, read: Callable[..., Any]) -> None:
+    """One crop with its caption, and three buttons: open it in the review panel, accept, reject."""
     picture: Picture = read(view.results_dir, entry.file)
     cell = view.cell(entry.cell_id) if entry.cell_id is not None else None
     caption = _crop_caption(entry) + (f" · reviewed {cell.reviewer_label}" if cell and cell.reviewer_label else "")
@@ -561,11 +563,20 @@ def _gallery_crop(view: SlideView, entry: GalleryEntry, read: Callable[..., Any]
         st.image(picture.source, caption=caption, width="stretch")
     else:
         st.caption(f"{caption}: {picture.message}")
-    st.button(
-        "Review",
-        key=f"slide_{view.id}_gallery_{entry.rank}",
-        on_click=_choose_cell,
-        args=(view.id, entry.cell_id),
-        disabled=entry.cell_id is None,
-        help="Choose this cell in the review panel." if entry.cell_id else "No cell row matches this crop.",
-    )
+    if entry.cell_id is None:
+        st.caption("No cell row matches this crop.")
+        return
+    with st.container(horizontal=True, gap="small"):
+        st.button(
+            "Review", key=f"slide_{view.id}_gallery_{entry.rank}", on_click=_choose_cell,
+            args=(view.id, entry.cell_id), help="Open this cell in the review panel.",
+        )  # fmt: skip
+        st.button(
+            "✓", key=f"slide_{view.id}_gallery_{entry.rank}_accept", on_click=_save_review,
+            args=(ctx, view.id, entry.cell_id, entry.cls), help=f"Accept: the cell is {entry.cls}.",
+        )  # fmt: skip
+        st.button(
+            "✗", key=f"slide_{view.id}_gallery_{entry.rank}_reject", on_click=_save_review,
+            args=(ctx, view.id, entry.cell_id, "NILM"), disabled=entry.cls == "NILM",
+            help="Reject: the cell is not abnormal (NILM).",
+        )  # fmt: skip
