@@ -16,6 +16,8 @@ __all__ = [
     "DEFAULT_EXTRA_LABEL_MAP",
     "LEGACY_DB4_FOLDERS",
     "LEGACY_MODEL_CLASSES",
+    "REPORT_INTERPRETATIONS",
+    "SIGNOUT_BY_SCREENER",
     "class_index",
     "normalise_label",
 ]
@@ -42,6 +44,14 @@ LEGACY_MODEL_CLASSES: tuple[str, ...] = ("HSIL", "LSIL", "NILM", "SCC")
 
 DEFAULT_EXTRA_LABEL_MAP: Mapping[str, str] = {"ASC-US": "LSIL", "ASC-H": "HSIL"}
 """The usual mapping of Bethesda labels that have no class of their own in the 4-class scheme."""
+
+
+REPORT_INTERPRETATIONS: tuple[str, ...] = ("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC", "unsatisfactory")
+"""What a lab reports for a slide (Bethesda 2014, squamous): the four graded classes, the two atypical ones that
+have no class of their own in the model, and a specimen unsatisfactory for evaluation."""
+
+SIGNOUT_BY_SCREENER: tuple[str, ...] = ("NILM", "unsatisfactory")
+"""Interpretations a cytotechnologist may sign out alone; any other goes on to a pathologist."""
 
 
 def _canonical_spelling(label: str) -> str:

@@ -87,7 +87,12 @@ class LabelSettings(BaseModel):
 class ScheduleSettings(BaseModel):
     """When the service's flows run."""
 
-    intake_interval_seconds: int = Field(10, ge=1, description="How often the intake folder is polled.")
+    intake_interval_seconds: int = Field(
+        10, ge=1, description="How often the intake watcher looks for work (a flow run starts only when there is some)."
+    )
+    intake_sweep_seconds: int = Field(
+        300, ge=10, description="How often work a pass could not clear (slides waiting for a champion) is tried again."
+    )
     retrain_cron: str = Field("0 2 * * *", description="Nightly retraining (cron, in `timezone`).")
     validate_cron: str = Field("0 5 * * *", description="Validation of the champions, after retraining.")
     timezone: str = Field("UTC", description="Time zone of the cron schedules.")
@@ -219,6 +224,9 @@ class DashboardSettings(BaseModel):
         False,
         description="Let a dashboard without users listen beyond loopback; only where the port is reachable from "
         "this machine alone (Compose sets it: the container's port is published on the host's 127.0.0.1).",
+    )
+    signout_requires_gallery: bool = Field(
+        True, description="Sign-out only after the dashboard has shown the signer the slide's whole gallery."
     )
 
 

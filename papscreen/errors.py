@@ -20,6 +20,7 @@ __all__ = [
     "ImageError",
     "PapscreenError",
     "PretrainedWeightsMissingError",
+    "SignoutError",
     "UnreadableRegionError",
     "UnsupportedImageError",
 ]
@@ -151,3 +152,7 @@ class PretrainedWeightsMissingError(CheckpointError):
             f"time. On a machine with internet, download {url} and copy the file to {Path(path)} "
             "(or pass its location as the pretrained path); or train without pretrained weights",
         )
+
+
+class SignoutError(PapscreenError):
+    """A sign-out step that the slide's state or the person's role does not allow; the message says why."""

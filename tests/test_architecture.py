@@ -18,10 +18,23 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"imaging", "datasets", "models"},
     "db": set(),
     "intake": {"imaging", "datasets"},
+    "reports": {"imaging", "db"},
     "tasks": {"imaging", "datasets", "models", "pipeline", "db", "intake"},
     "flows": {"imaging", "datasets", "models", "pipeline", "db", "intake", "tasks"},
-    "cli": {"imaging", "datasets", "models", "pipeline", "db", "intake", "tasks", "flows", "cli", "dashboard"},
-    "dashboard": {"imaging", "datasets", "models", "pipeline", "db", "intake", "dashboard"},
+    "cli": {
+        "imaging",
+        "datasets",
+        "models",
+        "pipeline",
+        "db",
+        "intake",
+        "reports",
+        "tasks",
+        "flows",
+        "cli",
+        "dashboard",
+    },
+    "dashboard": {"imaging", "datasets", "models", "pipeline", "db", "intake", "reports", "dashboard"},
 }
 
 

@@ -8,9 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -95,6 +99,7 @@ def test_demo_runs_the_service_which_analyses_a_dropped_scan_and_stops_on_ctrl_c
     )
     log = tmp_path / "demo.log"
     papscreen = Path(sys.executable).with_name("papscreen")
+    started = time.monotonic()
     with log.open("wb") as out:
         demo = subprocess.Popen(
             [str(papscreen), "demo", "--no-dashboard"], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -123,6 +128,14 @@ def test_demo_runs_the_service_which_analyses_a_dropped_scan_and_stops_on_ctrl_c
         assert late.flow_run_id  # the analyze-slide run that produced it
         assert "Prefect UI: http://127.0.0.1:" in log.read_text()
         database.dispose()
+        # The watcher started intake runs only when there was work: none cancelled, no run every 2 s.
+        api = f"http://127.0.0.1:{env['PAPSCREEN_ORCHESTRATION__PREFECT_PORT']}/api"
+        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["intake"])))
+        states = Counter(r.state.name for r in runs if r.state is not None)
+        print(f"intake runs: {dict(states)} in {time.monotonic() - started:.0f} s of service")
+        assert "Cancelled" not in states
+        assert 1 <= len(runs) <= 6
     finally:
         demo.send_signal(signal.SIGINT)
         code = demo.wait(timeout=60)

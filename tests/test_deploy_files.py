@@ -16,7 +16,7 @@ import yaml
 from prefect.cli.deploy._models import PrefectYamlModel  # the model `prefect deploy` validates prefect.yaml with
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPSCREEN_SERVICES = ("migrate", "deploy", "worker-gpu", "dashboard")
+PAPSCREEN_SERVICES = ("migrate", "deploy", "worker-gpu", "watcher", "dashboard")
 SERVING = ("postgres", "prefect-server", "worker-gpu", "dashboard")
 ENTRYPOINTS = {
     "intake": "papscreen/flows/intake.py:intake_flow",
@@ -51,7 +51,9 @@ def _command(service: dict[str, Any]) -> str:
 
 
 def test_every_service_is_declared(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"postgres", "prefect-server", "migrate", "deploy", "worker-gpu", "dashboard"}
+    assert set(compose["services"]) == {
+        "postgres", "prefect-server", "migrate", "deploy", "worker-gpu", "watcher", "dashboard"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SERVING)
@@ -118,6 +120,7 @@ def test_start_order(compose: dict[str, Any]) -> None:
     assert needs("migrate") == {"postgres": "service_healthy"}
     assert needs("deploy") == {"prefect-server": "service_healthy", "migrate": "service_completed_successfully"}
     assert needs("worker-gpu") == {"deploy": "service_completed_successfully"}
+    assert needs("watcher") == {"deploy": "service_completed_successfully"}  # the intake deployment exists
     assert needs("dashboard") == {"migrate": "service_completed_successfully"}
 
 
@@ -129,6 +132,12 @@ def test_one_shots(compose: dict[str, Any]) -> None:
     assert "prefect gcl create gpu --limit 1" in deploy
     assert "deploy --all" in deploy
     assert all(services[name]["restart"] == "no" for name in ("migrate", "deploy"))
+
+
+def test_the_watcher_starts_intake_runs_only_on_need(compose: dict[str, Any]) -> None:
+    watcher = compose["services"]["watcher"]
+    assert _command(watcher) == "papscreen intake --watch"
+    assert watcher["restart"] == "unless-stopped"  # a watcher that dies is started again
 
 
 def test_worker_reserves_an_nvidia_gpu(compose: dict[str, Any]) -> None:
@@ -179,7 +188,7 @@ def test_entrypoint_names_a_flow_function(name: str, deployments: dict[str, dict
 @pytest.mark.parametrize(
     ("name", "schedule"),
     [
-        ("intake", {"interval": 10}),
+        ("intake", None),  # started by the watcher service on need
         ("retrain", {"cron": "0 2 * * *", "timezone": "UTC"}),
         ("validate", {"cron": "0 5 * * *", "timezone": "UTC"}),
         ("analyze-slide", None),

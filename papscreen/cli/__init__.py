@@ -24,6 +24,7 @@ from papscreen.cli import (
     evaluate_cmd,
     legacy_cmd,
     models_cmd,
+    report_cmd,
     retrain_cmd,
     service_cmd,
     synth_cmd,
@@ -71,6 +72,7 @@ app.add_typer(analyze_cmd.app)
 app.add_typer(analyze_image_cmd.app)
 app.add_typer(legacy_cmd.app)
 app.add_typer(retrain_cmd.app)
+app.add_typer(report_cmd.app)
 app.add_typer(dashboard_cmd.app)
 app.add_typer(service_cmd.app)
 app.add_typer(users_cmd.app, name="users")

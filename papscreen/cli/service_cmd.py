@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from papscreen.dashboard.launch import start_dashboard, stop_process
 from papscreen.db import migrate
 from papscreen.db.database import Database
 from papscreen.errors import CheckpointError
-from papscreen.flows.deployments import serve_all
+from papscreen.flows.deployments import serve_all, start_watcher
 from papscreen.flows.intake import intake_flow
 from papscreen.flows.rescore import rescore_flow
 from papscreen.tasks.registry import register_shipped_models
@@ -97,15 +98,47 @@ def intake_command(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="One pass in the foreground, analyses included.")] = False,
     no_analyze: Annotated[bool, typer.Option("--no-analyze", help="Ingest only; analyse later.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Watch the intake folder until stopped, starting a run of the intake deployment whenever there is "
+            "work (for deployments served by workers, as in docker-compose.yml; `papscreen up` watches on its own).",
+        ),
+    ] = False,
 ) -> None:
-    """Ingest new scans from the intake folder (``--once``: one pass now; the service polls on a schedule)."""
+    """Ingest new scans from the intake folder (``--once``: one pass now; ``--watch``: start passes on need)."""
+    if watch:
+        settings = settings_from(ctx)
+        _watch(settings, _config_arg(ctx))
+        return
     if not once:
-        err_console.print("the service polls the intake on its own (`papscreen up`); use --once for one pass now")
+        err_console.print(
+            "the service watches the intake on its own (`papscreen up`); use --once for one pass now, or --watch"
+        )
         raise typer.Exit(2)
     settings_from(ctx)  # a bad settings file ends here with one line
     with fail_cleanly():
         report = intake_flow(config=_config_arg(ctx), analyze=not no_analyze, dispatch="inline")
     console.print(_outcome_table(report))
+
+
+def _watch(settings: Settings, config: str | None) -> None:
+    """Run the intake watcher in the foreground until Ctrl-C or SIGTERM."""
+    console.print(
+        f"watching {settings.intake_dir} every {settings.schedules.intake_interval_seconds} s; "
+        "an intake run starts only when there is work. Ctrl-C stops."
+    )
+    stop = threading.Event()
+    with _stop_on_sigterm():
+        watcher = start_watcher(settings, config, stop)
+        try:
+            while watcher.is_alive():
+                watcher.join(timeout=1.0)
+        except KeyboardInterrupt:
+            console.print("stopping...")
+        finally:
+            stop.set()
 
 
 @app.command("rescore")
@@ -227,7 +260,8 @@ def run_service(
         if board is not None:
             console.print(f"dashboard:  http://127.0.0.1:{settings.orchestration.dashboard_port}")
         console.print(
-            f"intake:     {settings.intake_dir} (polled every {settings.schedules.intake_interval_seconds} s)"
+            f"intake:     {settings.intake_dir} (watched every {settings.schedules.intake_interval_seconds} s; "
+            "a run starts only when there is work)"
         )
         console.print("Ctrl-C stops everything.")
         try:

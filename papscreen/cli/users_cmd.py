@@ -14,7 +14,15 @@ import typer
 from rich.table import Table
 
 from papscreen.cli.common import console, err_console, fail_cleanly, settings_from
-from papscreen.dashboard.auth import PasswordError, UsersFileError, add_user, check_name, load_users, remove_user
+from papscreen.dashboard.auth import (
+    PasswordError,
+    Role,
+    UsersFileError,
+    add_user,
+    check_name,
+    load_users,
+    remove_user,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Dashboard users: add, remove and list who may sign in.")
 
@@ -51,8 +59,16 @@ def add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from one line of standard input.")
     ] = False,
+    role: Annotated[
+        Role | None,
+        typer.Option(
+            "--role",
+            help="cytotechnologist (screens, signs out NILM), pathologist (signs out abnormal slides) or admin "
+            "(models and settings; signs nothing). Default: cytotechnologist, or the user's role with --replace.",
+        ),
+    ] = None,
     replace: Annotated[
-        bool, typer.Option("--replace", help="Change an existing user's password (and display name).")
+        bool, typer.Option("--replace", help="Change an existing user's password (and display name, role).")
     ] = False,
 ) -> None:
     """Add a user (or change one with --replace); creates the users file, readable by its owner only."""
@@ -62,8 +78,12 @@ def add(
         check_name(name)
         if existed and name in load_users(path) and not replace:  # say so before asking for a password
             raise UsersFileError(f"user {name!r} already exists in {path}: pass --replace to change their password")
-        user = add_user(path, name, _read_password(password_stdin), display_name=display_name, replace=replace)
-    console.print(f"user {user.name} ({user.display_name}) saved in {path}", highlight=False, soft_wrap=True)
+        user = add_user(
+            path, name, _read_password(password_stdin), display_name=display_name, role=role, replace=replace
+        )
+    console.print(
+        f"user {user.name} ({user.display_name}, {user.role.value}) saved in {path}", highlight=False, soft_wrap=True
+    )
     if not existed:
         console.print("the dashboard now asks everyone to sign in", highlight=False, soft_wrap=True)
 
@@ -89,7 +109,7 @@ def remove(
 
 @app.command("list")
 def list_users(ctx: typer.Context) -> None:
-    """Every user who may sign in (names and display names; never the hashes)."""
+    """Every user who may sign in (names, display names and roles; never the hashes)."""
     path = _users_file(ctx)
     if not path.exists():
         console.print(
@@ -106,6 +126,7 @@ def list_users(ctx: typer.Context) -> None:
     table = Table(title="dashboard users", caption=str(path))
     table.add_column("name")
     table.add_column("display name")
+    table.add_column("role")
     for user in sorted(users.values(), key=lambda u: u.name):
-        table.add_row(user.name, user.display_name)
+        table.add_row(user.name, user.display_name, user.role.value)
     console.print(table)

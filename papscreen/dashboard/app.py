@@ -163,7 +163,7 @@ def _sidebar(settings: Settings, user: auth.User | None) -> None:
         if user is None:
             st.info(open_access_notice(settings.dashboard.users_file), icon=":material/lock_open:")  # type: ignore[arg-type]
             return
-        st.markdown(f"Signed in as **{user.display_name}** (`{user.name}`)")
+        st.markdown(f"Signed in as **{user.display_name}** (`{user.name}`), {user.role.value}")
         st.button("Sign out", key="papscreen-sign-out", on_click=auth.sign_out, icon=":material/logout:")
 
 
@@ -211,6 +211,7 @@ def main() -> None:
         user=user.name if user is not None else OPEN_ACCESS_USER,
         signed_in=user is not None,
         prefect_ui=prefect_ui_url(settings),
+        role=user.role.value if user is not None else None,
     )
     pages = {
         name: st.Page(_page(module, ctx), title=title, icon=icon, url_path=name, default=name == DEFAULT_PAGE)

@@ -8,6 +8,11 @@ with mode 0600, and is managed with ``papscreen users add|remove|list``::
     [users."ann"]
     password_hash = "$2b$12$..."
     display_name = "Ann Smith"
+    role = "cytotechnologist"
+
+Each user has one role (:class:`~papscreen.db.queries.signout.Role`): a cytotechnologist screens, reviews cells
+and signs out NILM and unsatisfactory slides; a pathologist also signs out abnormal ones; an admin manages models
+and settings and signs nothing. A user written before roles existed is a cytotechnologist.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 import bcrypt
 import streamlit as st
 
+from papscreen.db.queries.signout import Role
 from papscreen.errors import PapscreenError
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "SESSION_USER_KEY",
     "WRONG_CREDENTIALS",
     "PasswordError",
+    "Role",
     "SignInThrottle",
     "User",
     "UsersFileError",
@@ -58,7 +65,7 @@ LOCKOUT_SECONDS = 15 * 60
 """Five failed sign-ins for a name within 15 minutes lock it for 15 minutes from the last one."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
-_KNOWN_KEYS = {"password_hash", "display_name"}
+_KNOWN_KEYS = {"password_hash", "display_name", "role"}
 # Checked against when the name is unknown, so a wrong name takes as long as a wrong password.
 _DUMMY_HASH = "$2b$12$mdwt2bp1uUYdMHv/dgMf3uXIWoEF/ebSwV8xNUOacicp3e1silnM6"
 
@@ -79,11 +86,13 @@ class User:
         name: the sign-in name; reviews are recorded under it.
         password_hash: a bcrypt hash (``$2b$...``), never the password.
         display_name: shown in the sidebar (the name when not given).
+        role: what the dashboard lets them do (:class:`Role`).
     """
 
     name: str
     password_hash: str
     display_name: str
+    role: Role = Role.CYTOTECHNOLOGIST
 
 
 def check_name(name: str) -> str:
@@ -188,7 +197,7 @@ def load_users(path: Path) -> dict[str, User]:
             raise UsersFileError(f"{where}: must be a table with password_hash (and display_name)")
         extra = sorted(set(entry) - _KNOWN_KEYS)
         if extra:
-            raise UsersFileError(f"{where}: unexpected keys {extra}; only password_hash and display_name")
+            raise UsersFileError(f"{where}: unexpected keys {extra}; only password_hash, display_name and role")
         digest = entry.get("password_hash")
         if not isinstance(digest, str) or not _BCRYPT_HASH.fullmatch(digest):
             raise UsersFileError(
@@ -198,7 +207,10 @@ def load_users(path: Path) -> dict[str, User]:
         display = entry.get("display_name", name)
         if not isinstance(display, str) or not display.strip():
             raise UsersFileError(f"{where}: display_name must be a non-empty string")
-        users[name] = User(name=name, password_hash=digest, display_name=display)
+        role = entry.get("role", Role.CYTOTECHNOLOGIST.value)
+        if role not in set(Role):
+            raise UsersFileError(f"{where}: role must be one of {', '.join(r.value for r in Role)}, not {role!r}")
+        users[name] = User(name=name, password_hash=digest, display_name=display, role=Role(role))
     return users
 
 
@@ -231,6 +243,7 @@ def _write_users(path: Path, users: dict[str, User]) -> None:
             f"[users.{_toml_string(user.name)}]",
             f"password_hash = {_toml_string(user.password_hash)}",
             f"display_name = {_toml_string(user.display_name)}",
+            f"role = {_toml_string(user.role.value)}",
             "",
         ]
     try:
@@ -255,6 +268,7 @@ def add_user(
     password: str,
     *,
     display_name: str | None = None,
+    role: Role | str | None = None,
     replace: bool = False,
     rounds: int = 12,
 ) -> User:
@@ -283,7 +297,10 @@ def add_user(
             f"user {name!r} already exists in {path}: pass --replace to change their password (replace=True)"
         )
     display = (display_name or "").strip() or (users[name].display_name if name in users else name)
-    users[name] = User(name=name, password_hash=hash_password(password, rounds), display_name=display)
+    kept_role = users[name].role if name in users else Role.CYTOTECHNOLOGIST
+    users[name] = User(
+        name=name, password_hash=hash_password(password, rounds), display_name=display, role=Role(role or kept_role)
+    )
     _write_users(path, users)
     return users[name]
 

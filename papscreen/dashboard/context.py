@@ -28,6 +28,8 @@ class DashboardContext:
         user: the signed-in user's name; ``OPEN_ACCESS_USER`` when no users file exists.
         signed_in: whether ``user`` signed in with a password (False: open access).
         prefect_ui: base URL of the Prefect UI (e.g. ``http://127.0.0.1:4200``) for links to flow runs, or None.
+        role: the signed-in user's role (``cytotechnologist``, ``pathologist``, ``admin``); None with open access,
+            where nobody can sign a slide out (a report needs a named person).
     """
 
     settings: Settings
@@ -35,6 +37,7 @@ class DashboardContext:
     user: str
     signed_in: bool
     prefect_ui: str | None = None
+    role: str | None = None
 
     def flow_run_url(self, flow_run_id: str | None) -> str | None:
         """Link to a flow run in the Prefect UI, when both are known.

@@ -238,6 +238,14 @@ class Slide(Base):
     progress_note: Mapped[str | None] = mapped_column(
         String(200), doc='What the running analysis is doing, e.g. "stage 1: 120 of 480 tiles, about 50 s left".'
     )
+    interpretation: Mapped[str | None] = mapped_column(
+        String(32), doc="The interpretation signed so far (REPORT_INTERPRETATIONS), None before any sign-out step."
+    )
+    signout_status: Mapped[str | None] = mapped_column(
+        String(32), index=True, doc="None, `awaiting pathologist` or `signed out` (SignoutStatus)."
+    )
+    signed_out_by: Mapped[str | None] = mapped_column(String(128))
+    signed_out_at: Mapped[datetime | None]
 
     duplicate_of: Mapped[Slide | None] = relationship(remote_side=[id])
     stage1_model: Mapped[ModelVersion | None] = relationship(foreign_keys=[stage1_model_id])
@@ -388,6 +396,29 @@ class IntakeRetry(Base):
     last_error: Mapped[str] = mapped_column(String(1000))
     first_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SignoutStatus(enum.StrEnum):
+    """Where a slide's report stands."""
+
+    AWAITING_PATHOLOGIST = "awaiting pathologist"
+    SIGNED_OUT = "signed out"
+
+
+class Signout(Base):
+    """One signed step of a slide's report: the screener's, then (for an abnormal slide) the pathologist's."""
+
+    __tablename__ = "signouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slide_id: Mapped[int] = mapped_column(ForeignKey("slides.id", ondelete="CASCADE"), index=True)
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analyses.id", ondelete="SET NULL"))
+    step: Mapped[str] = mapped_column(String(32), doc="`screening` or `final`.")
+    interpretation: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    signed_by: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32))
+    signed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -60,11 +60,13 @@ __all__ = [
     "IngestOutcome",
     "IntakeLock",
     "IntakePass",
+    "IntakeWork",
     "ingest_arrival",
     "ingest_isolated",
     "ingest_pass",
     "ingest_task",
     "intake_lock",
+    "look_for_work",
     "owner_is_dead",
     "quarantine_stored_scan",
     "recover_task",
@@ -325,6 +327,63 @@ def ingest_pass(
             outcomes.append(outcome)
         _forget_vanished(database, retries, scan)
         return IntakePass(outcomes, scan.waiting, settled, deferred)
+
+
+PLURALS = {"interrupted analysis": "interrupted analyses"}
+
+
+@dataclass(frozen=True)
+class IntakeWork:
+    """What an intake pass would do now; empty when nothing arrived and nothing waits.
+
+    Attributes:
+        files: settled files in the intake folder whose turn has come (their path keys).
+        queued: stored, queued slides whose analysis has not been started (or whose start was lost).
+        interrupted: analyses whose lease ran out or whose worker is gone.
+        unsettled: claims an interrupted pass left, whose file is no longer in the intake folder.
+    """
+
+    files: tuple[str, ...] = ()
+    queued: tuple[int, ...] = ()
+    interrupted: tuple[int, ...] = ()
+    unsettled: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.files or self.queued or self.interrupted or self.unsettled)
+
+    def describe(self) -> str:
+        """``"2 new scans, 1 queued slide"``: why a pass is started, for the log."""
+        parts = [
+            (len(self.files), "new scan"),
+            (len(self.queued), "queued slide"),
+            (len(self.interrupted), "interrupted analysis"),
+            (len(self.unsettled), "unsettled claim"),
+        ]
+        shown = [f"{n} {what if n == 1 else PLURALS.get(what, what + 's')}" for n, what in parts if n]
+        return ", ".join(shown) or "nothing to do"
+
+
+def look_for_work(settings: Settings, database: Database) -> IntakeWork:
+    """What a pass would find now, read without the intake lock and without changing anything.
+
+    Cheap (one folder listing and three small queries), so a watcher can start a pass only when there is
+    something to do.
+    """
+    scan = scan_intake(settings.intake_dir, settings.intake)
+    retries = _retries(database)
+    now = utcnow()
+    files = tuple(
+        queries.path_key(str(a.path)) for a in scan.ready if _due(retries.get(queries.path_key(str(a.path))), now)
+    )
+    in_intake = _StillInIntake(settings.intake_dir)
+    with database.session() as session:
+        queued = queries.dispatchable_slides(
+            session, now=now, redispatch_after_s=settings.orchestration.lease_seconds, limit=1000
+        )
+        interrupted = queries.interrupted_analyses(session, now=now, owner_is_dead=owner_is_dead)
+        claims = [(c.id, c.original_path) for c in queries.unstored_claims(session)]
+    unsettled = tuple(i for i, path in claims if not (path and in_intake(path)))
+    return IntakeWork(files, tuple(queued), tuple(interrupted), unsettled)
 
 
 def _retries(database: Database) -> dict[str, datetime]:

@@ -13,7 +13,7 @@ from papscreen.db.database import Database
 PREFECT_UI = "http://prefect.test:4200"
 
 
-def page_script(page: str, url: str, user: str, signed_in: bool) -> None:
+def page_script(page: str, url: str, user: str, signed_in: bool, role: str | None = None) -> None:
     """The AppTest script: one page of ``papscreen.dashboard.pages`` alone, with a context as app.py builds it.
 
     AppTest runs this function's source in isolation, so it imports what it needs and repeats ``PREFECT_UI``.
@@ -31,12 +31,15 @@ def page_script(page: str, url: str, user: str, signed_in: bool) -> None:
         return Database(url)
 
     module = importlib.import_module(f"papscreen.dashboard.pages.{page}")
-    module.render(DashboardContext(load_settings(), database_for(url), user, signed_in, "http://prefect.test:4200"))
+    prefect_ui = "http://prefect.test:4200"
+    module.render(DashboardContext(load_settings(), database_for(url), user, signed_in, prefect_ui, role=role))
 
 
-def page_app(page: str, url: str, *, user: str = "ann", signed_in: bool = True) -> AppTest:
-    """The AppTest of one page (not yet run) reading the database at ``url``."""
-    kwargs = {"page": page, "url": url, "user": user, "signed_in": signed_in}
+def page_app(page: str, url: str, *, user: str = "ann", signed_in: bool = True, role: str | None = None) -> AppTest:
+    """The AppTest of one page (not yet run) reading the database at ``url``; ``role`` of a signed-in user."""
+    if signed_in and role is None:
+        role = "cytotechnologist"
+    kwargs = {"page": page, "url": url, "user": user, "signed_in": signed_in, "role": role}
     return AppTest.from_function(page_script, kwargs=kwargs, default_timeout=60)
 
 

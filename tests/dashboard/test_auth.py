@@ -93,6 +93,30 @@ def test_add_user_creates_an_owner_only_file_and_keeps_other_users(users_file: P
     assert PASSWORD not in users_file.read_text()
 
 
+def test_each_user_has_a_role_kept_across_a_password_change(users_file: Path) -> None:
+    add_user(users_file, "ann", PASSWORD, rounds=FAST)
+    add_user(users_file, "dr_p", PASSWORD, role="pathologist", rounds=FAST)
+    add_user(users_file, "dr_p", "a new password", replace=True, rounds=FAST)
+    users = load_users(users_file)
+    assert (users["ann"].role, users["dr_p"].role) == ("cytotechnologist", "pathologist")
+    assert 'role = "pathologist"' in users_file.read_text()
+
+    users_file.write_text(f"[users.old]\npassword_hash = '{GOOD_HASH}'\n")  # written before roles existed
+    assert load_users(users_file)["old"].role == "cytotechnologist"
+
+    runner = CliRunner()
+    added = runner.invoke(
+        cli_app, ["users", "add", "root", "--role", "admin", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert added.exit_code == 0, added.output
+    assert "(root, admin)" in added.output
+    assert "admin" in runner.invoke(cli_app, ["users", "list"]).output
+    wrong = runner.invoke(
+        cli_app, ["users", "add", "x", "--role", "janitor", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert wrong.exit_code == 2
+
+
 def test_add_user_never_overwrites_without_replace(users_file: Path) -> None:
     add_user(users_file, "ann", PASSWORD, display_name="Ann", rounds=FAST)
     before = users_file.read_text()
@@ -148,7 +172,8 @@ GOOD_HASH = "$2b$04$" + "a" * 53
         ('[users]\nann = "secret"\n', "user 'ann': must be a table"),
         ("[users.ann]\ndisplay_name = 'Ann'\n", "user 'ann': password_hash is not a bcrypt hash"),
         ("[users.ann]\npassword_hash = 'secret'\n", "user 'ann': password_hash is not a bcrypt hash"),
-        (f"[users.ann]\npassword_hash = '{GOOD_HASH}'\nrole = 'admin'\n", "unexpected keys ['role']"),
+        (f"[users.ann]\npassword_hash = '{GOOD_HASH}'\ngroup = 'admin'\n", "unexpected keys ['group']"),
+        (f"[users.ann]\npassword_hash = '{GOOD_HASH}'\nrole = 'janitor'\n", "role must be one of cytotechnologist"),
         (f"[users.ann]\npassword_hash = '{GOOD_HASH}'\ndisplay_name = ' '\n", "display_name must be a non-empty"),
         (f"[users.'ann smith']\npassword_hash = '{GOOD_HASH}'\n", "the name is not allowed"),
     ],
@@ -160,6 +185,7 @@ GOOD_HASH = "$2b$04$" + "a" * 53
         "no-hash",
         "plain-password",
         "unknown-key",
+        "unknown-role",
         "blank-display-name",
         "bad-name",
     ],
@@ -187,7 +213,7 @@ def test_users_command_adds_lists_and_removes(users_file: Path) -> None:
         cli_app, ["users", "add", "ann", "--display-name", "Ann Smith", "--password-stdin"], input=PASSWORD + "\n"
     )
     assert added.exit_code == 0, added.output
-    assert f"user ann (Ann Smith) saved in {users_file}" in added.output
+    assert f"user ann (Ann Smith, cytotechnologist) saved in {users_file}" in added.output
     assert "asks everyone to sign in" in added.output
     assert verify_password(PASSWORD, load_users(users_file)["ann"].password_hash)
 
@@ -305,7 +331,7 @@ def test_correct_credentials_open_the_dashboard_and_sign_out_closes_it(seeded: S
     assert app.metric
     assert app.session_state[auth.SESSION_USER_KEY] == "ann"
     sidebar = " ".join(m.value for m in app.sidebar.markdown)
-    assert "Signed in as **Ann Smith** (`ann`)" in sidebar
+    assert "Signed in as **Ann Smith** (`ann`), cytotechnologist" in sidebar
     assert not app.sidebar.info  # no open-access notice
 
     app.sidebar.button(key="papscreen-sign-out").click().run()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pypdf import PdfReader
 
 from papscreen.config import load_settings
 from papscreen.dashboard.auth import add_user
@@ -203,3 +204,24 @@ def test_review_a_slide_in_a_real_browser(
     expect(page.get_by_test_id("stSelectbox").first.locator("input")).to_have_value("#2 HSIL 0.90 at (160, 160)")
     page.keyboard.press("a")
     expect(page.get_by_text("Cell #2 confirmed as HSIL, recorded as ann")).to_be_visible()
+
+    # Sign-out: ann (a cytotechnologist) has seen the whole gallery; she signs the slide out as NILM and
+    # downloads the final report.
+    signout = page.locator(".st-key-signout")
+    signout.scroll_into_view_if_needed()
+    choice = signout.get_by_test_id("stSelectbox").locator("input")
+    choice.click()
+    choice.fill("NILM")
+    choice.press("Enter")
+    expect(choice).to_have_value("NILM")
+    signout.get_by_role("textbox").fill("reactive changes only")
+    signout.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page.get_by_text(f"Slide #{seeded.hsil_slide} signed out as NILM by ann.")).to_be_visible()
+    with page.expect_download() as download:
+        signout.get_by_test_id("stDownloadButton").filter(has_text="Report (PDF)").get_by_role("button").click()
+    pdf = PdfReader(download.value.path())
+    text = "\n".join(p.extract_text() for p in pdf.pages)
+    assert "FINAL (signed out)" in text
+    assert "NILM by ann, cytotechnologist" in text
+    assert "comment: reactive changes only" in text
+    page.screenshot(path=artifacts / "5-signed-out.png", full_page=True)

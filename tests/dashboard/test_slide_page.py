@@ -28,6 +28,7 @@ from tests.db.test_slide_view_queries import (
     IN_GALLERY,
     PLANNED,
     SCAN_SIDE,
+    PlannedCell,
     seed_models,
     seed_slide,
 )
@@ -55,8 +56,15 @@ def _seed(database: Database, tmp_path: Path, scan: Path, **kwargs: Any) -> int:
     return seed_slide(database, models=seed_models(database), results_dir=tmp_path / "results", scan=scan, **kwargs)
 
 
-def _app(database: Database, slide_id: int | None, *, user: str = OPEN_ACCESS_USER, signed_in: bool = False) -> AppTest:
-    app = page_app("slide", database_url(database), user=user, signed_in=signed_in)
+def _app(
+    database: Database,
+    slide_id: int | None,
+    *,
+    user: str = OPEN_ACCESS_USER,
+    signed_in: bool = False,
+    role: str | None = None,
+) -> AppTest:
+    app = page_app("slide", database_url(database), user=user, signed_in=signed_in, role=role)
     if slide_id is not None:
         app.query_params["slide"] = str(slide_id)
     return app.run()
@@ -325,3 +333,67 @@ def test_a_slide_in_analysis_shows_how_far_it_is(sqlite_database: Database) -> N
     (bar,) = app.progress
     assert bar.value == 25
     assert bar.text == "Analysing: stage 1: 120 of 480 tiles (25%), about 3 min left"
+
+
+def _sign_button(app: AppTest, slide_id: int):
+    return app.button(key=f"slide_{slide_id}_sign")
+
+
+def test_sign_out_goes_from_the_screener_to_the_pathologist_with_the_gallery_seen_first(
+    sqlite_database: Database, tmp_path: Path, scan: Path
+) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    ann = assert_ok(_app(sqlite_database, slide_id, user="ann", signed_in=True, role="cytotechnologist"))
+    # The 5 gallery cells all fit on the page, so drawing it showed ann the whole gallery.
+    with sqlite_database.session() as s:
+        assert queries.gallery_viewed_by(s, slide_id, user="ann")
+    assert ann.selectbox(key=f"slide_{slide_id}_interpretation").value == "HSIL"  # the machine's category first
+    assert _sign_button(ann, slide_id).label == "Sign and send to a pathologist"
+    ann.selectbox(key=f"slide_{slide_id}_interpretation").set_value("ASC-H")
+    ann.text_area(key=f"slide_{slide_id}_signout_comment").input("atypical cells, cannot exclude HSIL")
+    _sign_button(ann, slide_id).click().run()
+    assert assert_ok(ann).success[0].value == (
+        f"Slide #{slide_id} screened as ASC-H by ann: it now waits for a pathologist."
+    )
+    assert _sign_button(ann, slide_id).disabled  # a cytotechnologist cannot finish it
+    assert "This slide waits for a pathologist's sign-out." in _text(ann)
+
+    doctor = assert_ok(_app(sqlite_database, slide_id, user="dr_p", signed_in=True, role="pathologist"))
+    assert "**ASC-H** (screening) by **ann**, cytotechnologist" in _text(doctor)
+    assert doctor.selectbox(key=f"slide_{slide_id}_interpretation").value == "ASC-H"
+    doctor.selectbox(key=f"slide_{slide_id}_interpretation").set_value("HSIL")
+    assert _sign_button(doctor, slide_id).label == "Sign out"
+    _sign_button(doctor, slide_id).click().run()
+    assert assert_ok(doctor).success[0].value == f"Slide #{slide_id} signed out as HSIL by dr_p."
+    assert "Signed out as **HSIL** by dr_p." in [s.value for s in doctor.success]
+    with sqlite_database.session() as s:
+        slide = queries.get_slide(s, slide_id)
+    assert (slide.signout_status, slide.interpretation, slide.signed_out_by) == ("signed out", "HSIL", "dr_p")
+    labels = [b.label for b in doctor.get("download_button")]
+    assert labels == ["Report (PDF)", "Report (CSV)", "Report (JSON)"]
+
+
+def test_nobody_signs_with_open_access_or_as_admin_or_before_the_whole_gallery(
+    sqlite_database: Database, tmp_path: Path, scan: Path
+) -> None:
+    models = seed_models(sqlite_database)
+    slide_id = seed_slide(sqlite_database, models=models, results_dir=tmp_path / "results", scan=scan)
+    anonymous = assert_ok(_app(sqlite_database, slide_id))
+    assert _sign_button(anonymous, slide_id).disabled
+    assert "Sign-out needs named users" in _text(anonymous)
+    admin = assert_ok(_app(sqlite_database, slide_id, user="root", signed_in=True, role="admin"))
+    assert _sign_button(admin, slide_id).disabled
+    assert "An admin account signs nothing out" in _text(admin)
+
+    many = seed_slide(
+        sqlite_database,
+        "big.svs",
+        models=models,
+        results_dir=tmp_path / "big",
+        cells=[PlannedCell(100.0 + 50 * i, 100.0, "HSIL", 0.99 - 0.01 * i) for i in range(20)],
+    )
+    ann = assert_ok(_app(sqlite_database, many, user="ann", signed_in=True, role="cytotechnologist"))
+    assert _sign_button(ann, many).disabled  # 12 of 20 crops shown
+    assert "Sign-out asks that you see all 20" in _text(ann)
+    ann.toggle(key=f"slide_{many}_gallery_all").set_value(True).run()
+    assert not _sign_button(assert_ok(ann), many).disabled

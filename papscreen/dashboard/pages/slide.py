@@ -36,6 +36,8 @@ from papscreen.dashboard.images import (
     region_box,
     region_view,
 )
+from papscreen.dashboard.signout import gallery_shown_whole, signout_panel
+from papscreen.dashboard.writes import show_flash, store
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.queries.slide_view import (
@@ -61,8 +63,6 @@ SHORTCUTS = {"accept": "A", "reject": "X", "next": "J", "previous": "K"}
 GALLERY_COLUMNS = 6
 PICKER_LIMIT = 200
 REGION_CELL_LIMIT = 2000
-
-_FLASH_KEY = "slide_page_flash"
 
 
 # -- keys of this page's widgets (per slide, so opening another slide starts afresh) ----------------------------
@@ -150,40 +150,6 @@ def _url(ctx: DashboardContext) -> str:
 
 
 # -- writes (widget callbacks: they run before the page is drawn again) -------------------------------------------
-def _flash(kind: str, message: str) -> None:
-    st.session_state[_FLASH_KEY] = (kind, message)
-
-
-def _show_flash() -> None:
-    flash = st.session_state.pop(_FLASH_KEY, None)
-    if flash is None:
-        return
-    kind, message = flash
-    (st.success if kind == "success" else st.error)(message)
-
-
-def _store(
-    ctx: DashboardContext,
-    write: Callable[[Session], str],
-    *,
-    what: str,
-    expected: tuple[type[Exception], ...],
-    refused_hint: str = "",
-) -> None:
-    """Run ``write`` in one transaction and flash the message it returns, or why ``what`` did not happen."""
-    try:
-        with ctx.database.session() as session:
-            message = write(session)
-    except expected as e:
-        _flash("error", f"{what}: {e}")
-        return
-    except SQLAlchemyError as e:
-        _flash("error", f"{what}: the database refused it ({e.__class__.__name__}).{refused_hint}")
-        return
-    st.cache_data.clear()
-    _flash("success", message)
-
-
 def _save_review(ctx: DashboardContext, slide_id: int, cell_id: int, label: str | None = None) -> None:
     """Store one cell's class (``label``, else the class chosen in the panel), recorded under the user."""
     if label is None:
@@ -196,7 +162,7 @@ def _save_review(ctx: DashboardContext, slide_id: int, cell_id: int, label: str 
         verb = "confirmed as" if cell.predicted_class == label else f"corrected from {cell.predicted_class} to"
         return f"Cell #{cell_id} {verb} {label}, recorded as {ctx.user}."
 
-    _store(ctx, write, what="The review was not saved", expected=(LookupError, ValueError), refused_hint=" Try again.")
+    store(ctx, write, what="The review was not saved", expected=(LookupError, ValueError), refused_hint=" Try again.")
 
 
 def _mark_reviewed(ctx: DashboardContext, slide_id: int) -> None:
@@ -206,7 +172,7 @@ def _mark_reviewed(ctx: DashboardContext, slide_id: int) -> None:
         queries.mark_slide_reviewed(session, slide_id, reviewer=ctx.user)
         return f"Slide #{slide_id} marked reviewed by {ctx.user}."
 
-    _store(ctx, write, what="The slide was not marked reviewed", expected=(LookupError,))
+    store(ctx, write, what="The slide was not marked reviewed", expected=(LookupError,))
 
 
 def _choose_cell(slide_id: int, cell_id: int) -> None:
@@ -253,7 +219,7 @@ def render(ctx: DashboardContext) -> None:
     st.query_params[navigation.SLIDE_PARAM] = str(slide_id)
 
     _header(ctx, view)
-    _show_flash()
+    show_flash()
     if not view.has_analysis:
         _no_result(ctx, view)
         with st.expander("Open another slide"):
@@ -261,7 +227,7 @@ def render(ctx: DashboardContext) -> None:
         return
 
     top_left, top_right = st.columns([3, 2], gap="large")
-    gallery_area, table_area = st.container(key="gallery"), st.container()
+    gallery_area, signout_area, table_area = st.container(key="gallery"), st.container(key="signout"), st.container()
     with table_area:
         _cell_table(view)  # before the review panel, so a row picked in it becomes the chosen cell
     with top_right:
@@ -270,6 +236,8 @@ def render(ctx: DashboardContext) -> None:
         _pictures(ctx, view, chosen)
     with gallery_area:
         _gallery(ctx, view)
+    with signout_area:
+        signout_panel(ctx, view)
     with st.expander("Open another slide"):
         _picker(ctx, "Another slide:")
 
@@ -541,6 +509,10 @@ def _gallery(ctx: DashboardContext, view: SlideView) -> None:
         f"Show all {len(entries)}", key=f"slide_{view.id}_gallery_all"
     )
     shown = entries if show_all else entries[:GALLERY_SHOWN]
+    if len(shown) == len(entries):
+        gallery_shown_whole(ctx, view)
+    elif ctx.settings.dashboard.signout_requires_gallery:
+        st.caption(f"Sign-out asks that you see all {len(entries)}: turn on **Show all**.")
     read = _reads(ctx)["crop"]
     for start in range(0, len(shown), GALLERY_COLUMNS):
         for column, entry in zip(st.columns(GALLERY_COLUMNS), shown[start : start + GALLERY_COLUMNS], strict=False):

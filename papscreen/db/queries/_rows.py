@@ -25,6 +25,10 @@ class SlideFields(TypedDict):
     error: str | None
     progress_fraction: float | None
     progress_note: str | None
+    interpretation: str | None
+    signout_status: str | None
+    signed_out_by: str | None
+    signed_out_at: datetime | None
 
 
 def slide_fields(slide: Slide) -> SlideFields:
@@ -44,4 +48,8 @@ def slide_fields(slide: Slide) -> SlideFields:
         error=slide.error,
         progress_fraction=slide.progress_fraction,
         progress_note=slide.progress_note,
+        interpretation=slide.interpretation,
+        signout_status=slide.signout_status,
+        signed_out_by=slide.signed_out_by,
+        signed_out_at=slide.signed_out_at,
     )

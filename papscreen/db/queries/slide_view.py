@@ -146,6 +146,10 @@ class SlideView:
     duplicate_of_id: int | None
     progress_fraction: float | None = None
     progress_note: str | None = None
+    interpretation: str | None = None
+    signout_status: str | None = None
+    signed_out_by: str | None = None
+    signed_out_at: datetime | None = None
     analysis_id: int | None = None
     stage1_model: str | None = None
     stage2_model: str | None = None

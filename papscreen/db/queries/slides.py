@@ -444,6 +444,20 @@ class StaleAnalysis(NamedTuple):
     reason: str
 
 
+def interrupted_analyses(session: Session, *, now: datetime, owner_is_dead: Callable[[str], bool]) -> list[int]:
+    """The slides :func:`requeue_stale` would take now (lease run out, or owner gone), without changing them."""
+    stuck = session.execute(
+        select(Slide.id, Slide.lease_expires_at, Slide.lease_owner)
+        .where(Slide.status == SlideStatus.PROCESSING)
+        .order_by(Slide.id)
+    ).all()
+    return [
+        slide_id
+        for slide_id, expires, owner in stuck
+        if expires is None or expires < now or (owner and owner_is_dead(owner))
+    ]
+
+
 def requeue_stale(
     session: Session,
     *,

@@ -163,6 +163,10 @@ class WorklistRow:
     error: str | None
     progress_fraction: float | None = None
     progress_note: str | None = None
+    interpretation: str | None = None
+    signout_status: str | None = None
+    signed_out_by: str | None = None
+    signed_out_at: datetime | None = None
 
     @property
     def rank_text(self) -> str:
