@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from papscreen.dashboard.pages import worklist
 from papscreen.dashboard.pages.worklist import PENDING_TABLE_KEY, TABLE_KEY, build_filter
 from papscreen.db.database import Database
 from tests.dashboard.apptest_helpers import (
@@ -64,8 +66,10 @@ def test_worklist_lists_slides_by_abnormal_score_with_rank_and_quintile(seeded: 
         "status",
         "reviewed",
         "reviewed by",
+        "report",
     ]
     top = table.iloc[0]
+    assert top["report"] == ""  # nobody has signed it yet
     assert (top["category"], top["status"], bool(top["reviewed"])) == ("SCC", "done", True)
     assert top["reviewed by"].startswith("ann, ")
     assert "ranked among 10 analysed slides" in app.caption[0].value
@@ -140,3 +144,14 @@ def test_until_is_a_whole_day() -> None:
 
     assert (found.received_until - found.received_since).days == 1
     assert (found.categories, found.reviewed) == (("HSIL",), True)
+
+
+def test_the_report_column_says_where_sign_out_stands() -> None:
+    signed = SimpleNamespace(signout_status="signed out", interpretation="HSIL", signed_out_by="dr_p")
+    waiting = SimpleNamespace(signout_status="awaiting pathologist", interpretation="ASC-H", signed_out_by=None)
+    unsigned = SimpleNamespace(signout_status=None, interpretation=None, signed_out_by=None)
+    assert [worklist._report_text(r) for r in (signed, waiting, unsigned)] == [
+        "signed out: HSIL (dr_p)",
+        "awaiting pathologist: ASC-H",
+        "",
+    ]

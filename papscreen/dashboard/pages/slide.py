@@ -349,8 +349,8 @@ def _cell_table(view: SlideView) -> None:
             "class": c.predicted_class,
             "suspicion": c.suspicion,
             **{f"P({k})": c.probabilities.get(k) for k in BETHESDA_CLASSES},
-            "reviewed as": c.reviewer_label,
-            "reviewed by": c.reviewer,
+            "reviewed as": c.reviewer_label or "",
+            "reviewed by": c.reviewer or "",
             "reviewed at": c.reviewed_at,
             "x": round(c.x),
             "y": round(c.y),
@@ -359,7 +359,7 @@ def _cell_table(view: SlideView) -> None:
     ]
     key = _table_key(view.id)
     event = st.dataframe(
-        pd.DataFrame(rows),
+        pd.DataFrame(rows).astype({"reviewed at": "datetime64[ns, UTC]"}),
         hide_index=True,
         key=key,
         on_select="rerun",

@@ -100,8 +100,17 @@ def worklist_frame(rows: Sequence[WorklistRow]) -> pd.DataFrame:
             "status": [r.status for r in rows],
             "reviewed": [r.reviewed_at is not None for r in rows],
             "reviewed by": [_reviewed_text(r) for r in rows],
+            "report": [_report_text(r) for r in rows],
         }
     )
+
+
+def _report_text(row: WorklistRow) -> str:
+    """Where the slide's report stands: ``signed out: HSIL (dr_p)``, ``awaiting pathologist: ASC-H``, or empty."""
+    if row.signout_status is None:
+        return ""
+    who = f" ({row.signed_out_by})" if row.signed_out_by else ""
+    return f"{row.signout_status}: {row.interpretation or '?'}{who}"
 
 
 def pending_frame(rows: Sequence[WorklistRow], ctx: DashboardContext) -> pd.DataFrame:
@@ -143,6 +152,7 @@ def _worklist_columns() -> dict[str, Any]:
         "status": cc.TextColumn("Status"),
         "reviewed": cc.CheckboxColumn("Reviewed"),
         "reviewed by": cc.TextColumn("Reviewed by"),
+        "report": cc.TextColumn("Report", help="The signed interpretation, or that it waits for a pathologist."),
     }
 
 
