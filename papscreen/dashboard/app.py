@@ -13,6 +13,7 @@ Importing this module draws nothing; only :func:`main` does.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,8 +25,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from papscreen.config import Settings, load_settings
 from papscreen.dashboard import auth, navigation
 from papscreen.dashboard.context import OPEN_ACCESS_USER, DashboardContext
-from papscreen.dashboard.pages import intake, models, overview, slide, worklist
-from papscreen.db import migrate
+from papscreen.dashboard.pages import audit, intake, models, overview, slide, worklist
+from papscreen.db import migrate, queries
 from papscreen.db.database import Database
 from papscreen.errors import PapscreenError
 
@@ -46,9 +47,11 @@ PAGES: tuple[tuple[str, str, str, ModuleType], ...] = (
     ("slide", "Slide", ":material/biotech:", slide),
     ("models", "Models", ":material/model_training:", models),
     ("intake", "Intake", ":material/move_to_inbox:", intake),
+    ("audit", "Audit", ":material/history:", audit),
 )
 """(url path, title, icon, module) of every page, in the sidebar's order; each module has ``render(ctx)``."""
 DEFAULT_PAGE = "overview"
+logger = logging.getLogger(__name__)
 SCHEMA_CHECK_TTL_S = 30
 """A database found ready is not checked again for this long (a failed check is repeated on every run)."""
 
@@ -137,8 +140,34 @@ def _identify(settings: Settings) -> tuple[auth.User | None, bool]:
     user = auth.signed_in_user(users)
     if user is None:
         _keep_the_address()
-        auth.sign_in_form(users)
+        auth.sign_in_form(users, on_attempt=lambda name, ok, why: _audit_sign_in(settings, name, ok, why))
     return user, True
+
+
+def _audit_sign_in(settings: Settings, name: str, succeeded: bool, reason: str) -> None:
+    """Write a sign-in attempt to the audit log; a database that is away does not stop anyone signing in."""
+    action = "user.signed_in" if succeeded else "user.sign_in_failed"
+    try:
+        with database_for(str(settings.database_url)).session() as session:
+            queries.record_event(
+                session, action, "user", name[:64], actor=name[:128] or "?", details={"reason": reason}
+            )
+    except Exception as e:  # noqa: BLE001 - the audit write is best effort at this door; the log says it failed
+        logger.warning("could not record %s of %r in the audit log: %s", action, name, e)
+
+
+def _sign_out(settings: Settings, user: auth.User) -> None:
+    """Sign this session out, and say so in the audit log."""
+    auth.sign_out()
+    _audit_sign_out(settings, user.name)
+
+
+def _audit_sign_out(settings: Settings, name: str) -> None:
+    try:
+        with database_for(str(settings.database_url)).session() as session:
+            queries.record_event(session, "user.signed_out", "user", name, actor=name)
+    except Exception as e:  # noqa: BLE001 - as for sign-ins
+        logger.warning("could not record the sign-out of %r in the audit log: %s", name, e)
 
 
 def _nothing() -> None:
@@ -164,7 +193,9 @@ def _sidebar(settings: Settings, user: auth.User | None) -> None:
             st.info(open_access_notice(settings.dashboard.users_file), icon=":material/lock_open:")  # type: ignore[arg-type]
             return
         st.markdown(f"Signed in as **{user.display_name}** (`{user.name}`), {user.role.value}")
-        st.button("Sign out", key="papscreen-sign-out", on_click=auth.sign_out, icon=":material/logout:")
+        st.button(
+            "Sign out", key="papscreen-sign-out", on_click=_sign_out, args=(settings, user), icon=":material/logout:"
+        )
 
 
 def _page(module: ModuleType, ctx: DashboardContext) -> Callable[[], None]:

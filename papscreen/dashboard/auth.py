@@ -394,11 +394,13 @@ def _check_credentials(users: dict[str, User], name: str, password: str) -> User
     return user if verify_password(password, user.password_hash) else None
 
 
-def sign_in_form(users: dict[str, User]) -> None:
+def sign_in_form(users: dict[str, User], on_attempt: Callable[[str, bool, str], None] | None = None) -> None:
     """The sign-in form, and nothing else; a correct name and password sign this session in and rerun.
 
-    A failure says only ``wrong name or password``, never which of the two was wrong.
+    A failure says only ``wrong name or password``, never which of the two was wrong. ``on_attempt(name,
+    succeeded, reason)`` hears of every attempt (the dashboard writes it to the audit log).
     """
+    report = on_attempt or (lambda _name, _ok, _why: None)
     _, middle, _ = st.columns([1, 2, 1])
     with middle:
         st.title("papscreen")
@@ -415,14 +417,17 @@ def sign_in_form(users: dict[str, User]) -> None:
         throttle = _server_throttle()
         locked = throttle.locked_for(name)
         if locked > 0:
+            report(name, False, "locked after repeated failures")
             st.error(f"too many failed sign-ins for this name: try again in {math.ceil(locked / 60)} min")
             return
         user = _check_credentials(users, name, password)
         if user is None:
+            report(name, False, WRONG_CREDENTIALS)
             time.sleep(throttle.delay_after_failure(name))  # slows guessing; the form answers after the wait
             st.error(WRONG_CREDENTIALS)
             return
         throttle.succeeded(name)
+        report(user.name, True, "password")
     st.session_state[SESSION_USER_KEY] = user.name
     st.rerun()
 

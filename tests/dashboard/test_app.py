@@ -309,6 +309,6 @@ def test_prefect_ui_url(configured: str | None, environ: dict[str, str], expecte
     assert dashboard_app.prefect_ui_url(settings, environ) == expected
 
 
-def test_pages_are_the_five_in_order() -> None:
-    assert [name for name, *_ in dashboard_app.PAGES] == ["overview", "worklist", "slide", "models", "intake"]
+def test_pages_are_the_six_in_order() -> None:
+    assert [name for name, *_ in dashboard_app.PAGES] == ["overview", "worklist", "slide", "models", "intake", "audit"]
     assert dashboard_app.DEFAULT_PAGE == "overview"

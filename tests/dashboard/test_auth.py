@@ -321,7 +321,9 @@ def test_wrong_credentials_are_refused_without_saying_which(
     assert auth.SESSION_USER_KEY not in app.session_state
 
 
-def test_correct_credentials_open_the_dashboard_and_sign_out_closes_it(seeded: Seeded, users_file: Path) -> None:
+def test_correct_credentials_open_the_dashboard_and_sign_out_closes_it(
+    seeded: Seeded, users_file: Path, database: Database
+) -> None:
     add_user(users_file, "ann", PASSWORD, display_name="Ann Smith", rounds=FAST)
 
     app = _sign_in(_app(), " ann ", PASSWORD)
@@ -338,6 +340,14 @@ def test_correct_credentials_open_the_dashboard_and_sign_out_closes_it(seeded: S
 
     assert auth.SESSION_USER_KEY not in app.session_state
     _assert_only_the_sign_in_form(app, seeded)
+    _sign_in(app, "ann", "not her password")
+    with database.session() as session:  # every door event is in the audit log, failures too
+        events = queries.list_events(session, entity_type="user")
+    assert [(e.action, e.actor, e.details.get("reason")) for e in reversed(events)] == [
+        ("user.signed_in", "ann", "password"),
+        ("user.signed_out", "ann", None),
+        ("user.sign_in_failed", "ann", "wrong name or password"),
+    ]
 
 
 def test_a_removed_user_is_signed_out_at_the_next_run(seeded: Seeded, users_file: Path) -> None:

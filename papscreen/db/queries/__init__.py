@@ -13,7 +13,7 @@ from papscreen.db.queries.analyses import (
     current_analysis,
     store_analysis,
 )
-from papscreen.db.queries.audit import list_events, record_event
+from papscreen.db.queries.audit import event_vocabulary, list_events, record_event
 from papscreen.db.queries.locks import acquire_lock, lock_holder, release_lock, renew_lock
 from papscreen.db.queries.models import (
     get_champion,
@@ -92,6 +92,7 @@ __all__ = [
     "clear_intake_retries",
     "current_analysis",
     "dispatchable_slides",
+    "event_vocabulary",
     "fail_slide",
     "find_first_arrival",
     "find_unfinished_claim",

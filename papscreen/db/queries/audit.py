@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from papscreen.db.schema import AuditEvent
 
-__all__ = ["list_events", "record_event"]
+__all__ = ["event_vocabulary", "list_events", "record_event"]
 
 SYSTEM_ACTOR = "papscreen"
 
@@ -49,12 +50,31 @@ def list_events(
     *,
     entity_type: str | None = None,
     entity_id: int | str | None = None,
+    actor: str | None = None,
+    actions: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 100,
 ) -> Sequence[AuditEvent]:
-    """The newest events first, optionally for one record."""
+    """The newest events first, filtered by record, person, actions and time (``since`` <= at < ``until``)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if entity_type is not None:
         query = query.where(AuditEvent.entity_type == entity_type)
     if entity_id is not None:
         query = query.where(AuditEvent.entity_id == str(entity_id))
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if actions:
+        query = query.where(AuditEvent.action.in_(list(actions)))
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
     return session.scalars(query).all()
+
+
+def event_vocabulary(session: Session) -> tuple[list[str], list[str]]:
+    """Everyone who has acted, and every action recorded, each sorted: the audit page's filter choices."""
+    actors = session.scalars(select(AuditEvent.actor).distinct().order_by(AuditEvent.actor)).all()
+    actions = session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all()
+    return list(actors), list(actions)
