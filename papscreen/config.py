@@ -191,6 +191,14 @@ class RetrainSettings(BaseModel):
     stale_run_hours: float = Field(
         12.0, gt=0, description="A run still 'running' after this long is taken as crashed (it no longer blocks)."
     )
+    promotion_policy: Literal["approve", "auto"] = Field(
+        "approve",
+        description="approve: a challenger that passes the gate waits on the Models page for an admin's approval; "
+        "auto: it replaces the champion at once. The first model of a stage with no champion is promoted either way.",
+    )
+    min_validation_samples: int = Field(
+        200, ge=1, description="The gate decides nothing on fewer validation patches or crops: no promotion."
+    )
 
 
 class ValidationSettings(BaseModel):

@@ -139,6 +139,7 @@ class Decision(enum.StrEnum):
     PROMOTED = "promoted"
     REJECTED = "rejected"
     SKIPPED = "skipped"
+    PENDING_APPROVAL = "pending approval"  # passed the gate; waits for a person (promotion policy "approve")
 
 
 def _enum(cls: type[enum.StrEnum]) -> sa.Enum:

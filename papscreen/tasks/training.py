@@ -423,15 +423,15 @@ def decide_and_record(
         challenger_data=challenger_data,
         champion_data=champion_data,
     )
-    decision = Decision.PROMOTED if gate.promote else Decision.REJECTED
-    reason = gate.reason
+    decision, reason = governed_decision(settings, gate.promote, gate.reason, challenger, has_champion=bool(champion))
     with database.session() as session:
         if baseline_id == version.id:
             decision, reason = Decision.SKIPPED, f"the challenger has the champion's weights (model {version.id})"
-        elif gate.promote:
+        elif decision == Decision.PROMOTED:
             queries.promote(session, version.id, actor=ACTOR, reason=reason)
-        else:
+        elif decision == Decision.REJECTED:
             queries.reject(session, version.id, actor=ACTOR, reason=reason)
+        # PENDING_APPROVAL: the candidate stays a candidate until an admin approves or declines it
         queries.finish_training_run(
             session,
             run_id,
@@ -450,6 +450,36 @@ def decide_and_record(
             reason=reason,
         )
     return Outcome(run_id, version.id, baseline_id, decision, reason)
+
+
+def governed_decision(
+    settings: Settings, passed: bool, reason: str, challenger: dict[str, Any], *, has_champion: bool
+) -> tuple[Decision, str]:
+    """The gate's verdict under the lab's governance: the validation set's size, then the promotion policy.
+
+    Examples:
+        >>> s = Settings(home="/tmp/x")
+        >>> governed_decision(s, True, "better", {"n_samples": 80}, has_champion=True)[1][:61]
+        'validation set of 80 samples, fewer than the 200 a decision n'
+        >>> governed_decision(s, True, "better", {"n_samples": 800}, has_champion=True)[0]
+        <Decision.PENDING_APPROVAL: 'pending approval'>
+        >>> governed_decision(s, True, "first model of its stage", {"n_samples": 8}, has_champion=False)[0]
+        <Decision.PROMOTED: 'promoted'>
+    """
+    if not has_champion:  # nothing to protect: the lab needs a model to work at all
+        return (Decision.PROMOTED if passed else Decision.REJECTED), reason
+    minimum = settings.retrain.min_validation_samples
+    samples = int(challenger.get("n_samples") or 0)
+    if samples < minimum:
+        return Decision.REJECTED, (
+            f"validation set of {samples} samples, fewer than the {minimum} a decision needs "
+            "(retrain.min_validation_samples): not promoted"
+        )
+    if not passed:
+        return Decision.REJECTED, reason
+    if settings.retrain.promotion_policy == "approve":
+        return Decision.PENDING_APPROVAL, f"{reason}; waits for an admin to approve it on the Models page"
+    return Decision.PROMOTED, reason
 
 
 @task(name="record failed training run", cache_policy=NO_CACHE)

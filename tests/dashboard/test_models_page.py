@@ -19,8 +19,10 @@ from papscreen.dashboard.pages.models import (
     plot_files,
     training_curves,
 )
+from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.queries.registry_view import ModelVersionView
+from papscreen.db.schema import Decision, ModelStage, ModelStatus, TrainingStatus
 from papscreen.models.plots import CONFUSION_PNG, ROC_PNG
 from tests.dashboard.apptest_helpers import (
     PREFECT_UI,
@@ -29,7 +31,7 @@ from tests.dashboard.apptest_helpers import (
     page_app,
     run_ok,
 )
-from tests.db.test_registry_intake_views import CLASSES, seed_registry, stage2_metrics
+from tests.db.test_registry_intake_views import CLASSES, add_model, seed_registry, stage2_metrics
 
 
 def _run_page(monkeypatch: pytest.MonkeyPatch, url: str) -> AppTest:
@@ -179,3 +181,54 @@ def test_table_helpers_on_real_metrics(tmp_path: Path) -> None:
     (tmp_path / ROC_PNG).write_bytes(b"png")
     (tmp_path / CONFUSION_PNG).write_bytes(b"png")
     assert [caption for caption, _ in plot_files(tmp_path)] == ["Confusion matrix", "ROC curves"]
+
+
+def _pending(database: Database, models_dir: Path) -> int:
+    """The seeded registry plus a challenger that passed the gate and waits for approval; its version id."""
+    seeded = seed_registry(database, models_dir)
+    with database.session() as s:
+        waiting = add_model(
+            s, ModelStage.STAGE2, "s2-night-4", "resnet18", models_dir / "s2-night-4", "5", stage2_metrics(4),
+            auto_champion=False,
+        )  # fmt: skip
+        run = queries.start_training_run(s, stage=ModelStage.STAGE2, parameters={})
+        queries.finish_training_run(
+            s, run.id, status=TrainingStatus.SUCCEEDED, model_version_id=waiting.id,
+            baseline_model_version_id=seeded.second, decision=Decision.PENDING_APPROVAL,
+            reason="macro-F1 0.95 >= 0.90; waits for an admin to approve it on the Models page",
+            metrics={"challenger": stage2_metrics(4), "champion": stage2_metrics(3)},
+        )  # fmt: skip
+        return waiting.id
+
+
+def test_an_admin_approves_a_waiting_challenger_and_it_becomes_champion(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = _pending(database, tmp_path / "models")
+    monkeypatch.setenv("PAPSCREEN_DATABASE_URL", database_url(database))
+    screener = run_ok(page_app("models", database_url(database), user="ann", role="cytotechnologist"))
+    assert "Waiting for approval (1)" in [h.value for h in screener.subheader]
+    assert all(b.disabled for b in screener.button if b.key and b.key.startswith("models_approve_"))
+    admin = run_ok(page_app("models", database_url(database), user="root", role="admin"))
+    (approve,) = [b for b in admin.button if b.key and b.key.startswith("models_approve_")]
+    assert not approve.disabled
+    approve.click().run()
+    assert admin.success[0].value == "s2-night-4 is now the champion of stage2, approved by root."
+    assert "Waiting for approval (1)" not in [h.value for h in admin.subheader]
+    with database.session() as s:
+        assert queries.get_champion(s, ModelStage.STAGE2).id == waiting  # type: ignore[union-attr]
+
+
+def test_a_declined_challenger_is_rejected_and_the_champion_stays(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = _pending(database, tmp_path / "models")
+    with database.session() as s:
+        champion = queries.get_champion(s, ModelStage.STAGE2).id  # type: ignore[union-attr]
+        queries.decline_candidate(s, waiting, actor="root", reason="validation set from one site only")
+    with database.session() as s:
+        assert queries.get_champion(s, ModelStage.STAGE2).id == champion  # type: ignore[union-attr]
+        assert queries.get_model_version(s, waiting).status == ModelStatus.REJECTED  # type: ignore[union-attr]
+        assert not queries.pending_approvals(s)
+        with pytest.raises(ValueError, match="not waiting for approval"):
+            queries.approve_candidate(s, waiting, actor="root")

@@ -70,6 +70,8 @@ def point_flow_at(
     monkeypatch.setenv("PAPSCREEN_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("PAPSCREEN_DEVICE", "cpu")
     recipe = {
+        "PROMOTION_POLICY": "auto",
+        "MIN_VALIDATION_SAMPLES": "1",  # the tiny validation sets here; the default refuses to decide on them
         "STAGE1_EPOCHS": "2",
         "STAGE2_ARCHITECTURE": "resnet18",
         "STAGE2_MODE": "finetune",
@@ -105,10 +107,23 @@ def test_gate_promotes_better_rejects_worse_skips_unchanged_and_never_overlaps(
 
     # A properly trained challenger replaces it. The weak model's per-class sensitivities are arbitrary (one that
     # calls everything HSIL has HSIL sensitivity 1.0), so this step opens the margin; test_promotion covers it.
-    point_flow_at(monkeypatch, database, training_data, models, **GOOD, MAX_SENSITIVITY_DROP="1.0")
+    # Under the "approve" policy it waits for a person: the champion does not change until an admin approves.
+    point_flow_at(
+        monkeypatch, database, training_data, models, **GOOD, MAX_SENSITIVITY_DROP="1.0", PROMOTION_POLICY="approve"
+    )
     better = retrain_flow(stages=["stage2"])["stage2"]
-    assert better["decision"] == "promoted", better["reason"]
+    assert better["decision"] == "pending approval", better["reason"]
+    assert better["reason"].endswith("waits for an admin to approve it on the Models page")
     assert better["baseline_model_version_id"] == first["model_version_id"]
+    with database.session() as session:
+        assert queries.get_champion(session, ModelStage.STAGE2).id == first["model_version_id"]  # type: ignore[union-attr]
+        assert [r.model_version_id for r in queries.pending_approvals(session)] == [better["model_version_id"]]
+        queries.approve_candidate(session, better["model_version_id"], actor="root")
+    with database.session() as session:
+        assert queries.get_champion(session, ModelStage.STAGE2).id == better["model_version_id"]  # type: ignore[union-attr]
+        assert not queries.pending_approvals(session)
+        approved = queries.list_events(session, entity_type="model_version", entity_id=better["model_version_id"])
+        assert ("model.approved", "root") in [(e.action, e.actor) for e in approved]
 
     # A deliberately worse challenger (the weak recipe again, forced) is rejected under the default margin.
     point_flow_at(monkeypatch, database, training_data, models, **WEAK | {"SEED": "2"})

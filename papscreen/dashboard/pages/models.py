@@ -20,13 +20,16 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from papscreen.dashboard.context import DashboardContext
 from papscreen.dashboard.widgets import flow_run_link, utc_times
+from papscreen.dashboard.writes import show_flash, store
+from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.queries import registry_view
 from papscreen.db.queries.registry_view import ModelVersionView, RegistryView, TrainingRunView
-from papscreen.db.schema import ModelStage
+from papscreen.db.schema import Decision, ModelStage
 from papscreen.models.metrics import METRICS_NAME
 from papscreen.models.plots import CALIBRATION_PNG, CONFUSION_PNG, ROC_PNG, TRAINING_CURVES_PNG
 
@@ -463,11 +466,13 @@ def _compare_tab(view: RegistryView) -> None:
 def render(ctx: DashboardContext) -> None:
     """Lay out the models page."""
     st.header("Models")
+    show_flash()
     try:
         view = _cached(ctx, load_registry)
     except SQLAlchemyError as e:
         st.error(f"cannot read the database {ctx.database!r}: {getattr(e, 'orig', e)}. Run `papscreen db upgrade`")
         return
+    _approvals(ctx, view)
     stage1, stage2, training, validation, compare = st.tabs(
         ["Stage 1 (cells)", "Stage 2 (grades)", "Training runs", "Validation", "Compare versions"]
     )
@@ -481,3 +486,51 @@ def render(ctx: DashboardContext) -> None:
         _validation_tab(ctx, view)
     with compare:
         _compare_tab(view)
+
+
+def _approvals(ctx: DashboardContext, view: RegistryView) -> None:
+    """Challengers that passed the gate and wait for an admin (promotion policy ``approve``), with the evidence."""
+    pending = [r for r in view.training_runs if r.decision == Decision.PENDING_APPROVAL.value]
+    if not pending:
+        return
+    st.subheader(f"Waiting for approval ({len(pending)})")
+    can_decide = ctx.signed_in and ctx.role == "admin"
+    if not can_decide:
+        st.caption("An admin approves or declines these (`papscreen users add NAME --role admin`).")
+    for run in pending:
+        challenger = (run.metrics or {}).get("challenger") or {}
+        champion = (run.metrics or {}).get("champion") or {}
+        figures = ", ".join(
+            f"{name} {challenger.get(key, float('nan')):.3f} (champion {champion.get(key, float('nan')):.3f})"
+            for key, name in (("macro_f1", "macro-F1"), ("accuracy", "accuracy"))
+            if challenger.get(key) is not None
+        )
+        with st.container(border=True):
+            st.markdown(
+                f"**{run.stage}: {run.model_name}** (run {run.id}, {_when(run.finished_at)}) against "
+                f"**{run.baseline_name or 'none'}**: {figures}; {challenger.get('n_samples', '?')} validation samples."
+            )
+            st.caption(run.reason or "")
+            approve, decline = st.columns([1, 5])
+            approve.button(
+                "Approve", key=f"models_approve_{run.id}", type="primary", disabled=not can_decide,
+                on_click=_decide, args=(ctx, run.model_version_id, True),
+            )  # fmt: skip
+            decline.button(
+                "Decline", key=f"models_decline_{run.id}", disabled=not can_decide,
+                on_click=_decide, args=(ctx, run.model_version_id, False),
+            )  # fmt: skip
+
+
+def _decide(ctx: DashboardContext, model_id: int | None, approve: bool) -> None:
+    if model_id is None:
+        return
+
+    def write(session: Session) -> str:
+        if approve:
+            version = queries.approve_candidate(session, model_id, actor=ctx.user)
+            return f"{version.name} is now the champion of {version.stage.value}, approved by {ctx.user}."
+        version = queries.decline_candidate(session, model_id, actor=ctx.user)
+        return f"{version.name} declined by {ctx.user}; the champion stays."
+
+    store(ctx, write, what="No decision recorded", expected=(LookupError, ValueError))

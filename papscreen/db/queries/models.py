@@ -9,12 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from papscreen.db.queries.audit import SYSTEM_ACTOR, record_event
-from papscreen.db.schema import ModelStage, ModelStatus, ModelVersion, utcnow
+from papscreen.db.schema import Decision, ModelStage, ModelStatus, ModelVersion, TrainingRun, utcnow
 
 __all__ = [
+    "approve_candidate",
+    "decline_candidate",
     "get_champion",
     "get_model_version",
     "list_model_versions",
+    "pending_approvals",
     "promote",
     "register_model_version",
     "reject",
@@ -126,3 +129,48 @@ def reject(session: Session, model_id: int, *, actor: str = SYSTEM_ACTOR, reason
     version.status = ModelStatus.REJECTED
     record_event(session, "model.rejected", "model_version", version.id, actor=actor, details={"reason": reason})
     return version
+
+
+def approve_candidate(session: Session, model_id: int, *, actor: str) -> ModelVersion:
+    """A person approves a candidate that passed the gate: it becomes the champion; its training run says so.
+
+    Raises:
+        LookupError: no such model version.
+        ValueError: it is not waiting for approval (no training run of it is ``pending approval``).
+    """
+    run = _pending_run(session, model_id)
+    version = promote(session, model_id, actor=actor, reason=f"approved by {actor}")
+    run.decision = Decision.PROMOTED
+    run.reason = f"{run.reason}; approved by {actor}"
+    record_event(session, "model.approved", "model_version", model_id, actor=actor, details={"run_id": run.id})
+    return version
+
+
+def decline_candidate(session: Session, model_id: int, *, actor: str, reason: str = "") -> ModelVersion:
+    """A person declines a candidate that passed the gate: it is rejected, the champion stays."""
+    run = _pending_run(session, model_id)
+    why = f"declined by {actor}" + (f": {reason}" if reason else "")
+    version = reject(session, model_id, actor=actor, reason=why)
+    run.decision = Decision.REJECTED
+    run.reason = f"{run.reason}; {why}"
+    return version
+
+
+def pending_approvals(session: Session) -> Sequence[TrainingRun]:
+    """Training runs whose challenger passed the gate and waits for a person, newest first."""
+    return session.scalars(
+        select(TrainingRun).where(TrainingRun.decision == Decision.PENDING_APPROVAL).order_by(TrainingRun.id.desc())
+    ).all()
+
+
+def _pending_run(session: Session, model_id: int) -> TrainingRun:
+    if session.get(ModelVersion, model_id) is None:
+        raise LookupError(f"no model version with id {model_id}")
+    run = session.scalars(
+        select(TrainingRun).where(
+            TrainingRun.model_version_id == model_id, TrainingRun.decision == Decision.PENDING_APPROVAL
+        )
+    ).first()
+    if run is None:
+        raise ValueError(f"model version {model_id} is not waiting for approval")
+    return run
