@@ -425,6 +425,8 @@ def decide_and_record(
     )
     decision, reason = governed_decision(settings, gate.promote, gate.reason, challenger, has_champion=bool(champion))
     with database.session() as session:
+        if challenger_data:
+            queries.record_data_provenance(session, version.id, challenger_data)
         if baseline_id == version.id:
             decision, reason = Decision.SKIPPED, f"the challenger has the champion's weights (model {version.id})"
         elif decision == Decision.PROMOTED:

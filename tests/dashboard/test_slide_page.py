@@ -397,3 +397,15 @@ def test_nobody_signs_with_open_access_or_as_admin_or_before_the_whole_gallery(
     assert "Sign-out asks that you see all 20" in _text(ann)
     ann.toggle(key=f"slide_{many}_gallery_all").set_value(True).run()
     assert not _sign_button(assert_ok(ann), many).disabled
+
+
+def test_a_result_from_a_synthetic_trained_model_says_it_is_not_for_diagnosis(
+    sqlite_database: Database, tmp_path: Path, scan: Path
+) -> None:
+    models = seed_models(sqlite_database)
+    with sqlite_database.session() as s:
+        queries.record_data_provenance(s, models[1], "synthetic")
+    slide_id = seed_slide(sqlite_database, models=models, results_dir=tmp_path / "results", scan=scan)
+    app = assert_ok(_app(sqlite_database, slide_id))
+    assert "stage 2 s2-test (resnet50; trained on synthetic demo data, not for diagnosis)" in _text(app)
+    assert any("trained on synthetic demo data: it is not for diagnosis" in w.value for w in app.warning)

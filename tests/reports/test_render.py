@@ -21,7 +21,10 @@ from tests.db.test_slide_view_queries import seed_models, seed_slide
 
 @pytest.fixture
 def slide_id(database: Database, tmp_path: Path) -> int:
-    return seed_slide(database, models=seed_models(database), results_dir=tmp_path / "results")
+    models = seed_models(database)
+    with database.session() as s:
+        queries.record_data_provenance(s, models[1], "synthetic")  # as the retraining notes a demo model
+    return seed_slide(database, models=models, results_dir=tmp_path / "results")
 
 
 def _text(pdf: bytes) -> str:
@@ -41,6 +44,7 @@ def test_a_report_before_sign_out_says_preliminary_and_names_its_models(database
     assert "case-017.svs" in text
     assert "HSIL: 12 cells graded HSIL or worse" in text  # the machine's verdict with its reason
     assert "s2-test (resnet50); trained on synthetic demo data: not for diagnosis" in text
+    assert "s1-test (cnn20plus); trained on data not recorded on its card" in text
     assert f"#{report.gallery[0].cell_id} HSIL 0.95" in text  # the gallery, worst first, by cell id
     assert len(report.gallery) == 5
 

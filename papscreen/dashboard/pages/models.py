@@ -29,6 +29,7 @@ from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.queries import registry_view
 from papscreen.db.queries.registry_view import ModelVersionView, RegistryView, TrainingRunView
+from papscreen.db.queries.report import trained_on
 from papscreen.db.schema import Decision, ModelStage
 from papscreen.models.metrics import METRICS_NAME
 from papscreen.models.plots import CALIBRATION_PNG, CONFUSION_PNG, ROC_PNG, TRAINING_CURVES_PNG
@@ -284,6 +285,7 @@ def _version_table(versions: list[ModelVersionView]) -> None:
                 "architecture": v.architecture,
                 "status": v.status,
                 "macro-F1": _number(metrics_of(v).get("macro_f1")),
+                "trained on": trained_on(v.card),
                 "created": v.created_at,
                 "promoted": v.promoted_at,
                 "retired": v.retired_at,

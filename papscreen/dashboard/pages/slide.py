@@ -300,6 +300,8 @@ def _header(ctx: DashboardContext, view: SlideView) -> None:
     st.markdown(" · ".join(facts))
     if view.stage1_model or view.stage2_model:
         st.caption(f"Models: stage 1 {view.stage1_model or '-'}, stage 2 {view.stage2_model or '-'}")
+        if "synthetic demo data" in f"{view.stage1_model}{view.stage2_model}":
+            st.warning("This result comes from a model trained on synthetic demo data: it is not for diagnosis.")
 
 
 def _no_result(ctx: DashboardContext, view: SlideView) -> None:

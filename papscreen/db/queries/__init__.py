@@ -23,6 +23,7 @@ from papscreen.db.queries.models import (
     list_model_versions,
     pending_approvals,
     promote,
+    record_data_provenance,
     register_model_version,
     reject,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "pending_approvals",
     "promote",
     "quarantine_slide",
+    "record_data_provenance",
     "record_event",
     "record_intake_failure",
     "record_progress",

@@ -19,6 +19,7 @@ __all__ = [
     "list_model_versions",
     "pending_approvals",
     "promote",
+    "record_data_provenance",
     "register_model_version",
     "reject",
 ]
@@ -174,3 +175,16 @@ def _pending_run(session: Session, model_id: int) -> TrainingRun:
     if run is None:
         raise ValueError(f"model version {model_id} is not waiting for approval")
     return run
+
+
+def record_data_provenance(session: Session, model_id: int, provenance: str) -> None:
+    """Note on a registered model's card what it was trained on (``real``/``synthetic``), unless it says already."""
+    version = session.get(ModelVersion, model_id)
+    if version is None:
+        raise LookupError(f"no model version with id {model_id}")
+    card = dict(version.card or {})
+    training = dict(card.get("training") or {})
+    if training.get("data_provenance"):
+        return
+    card["training"] = training | {"data_provenance": provenance}
+    version.card = card

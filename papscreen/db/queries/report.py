@@ -70,16 +70,21 @@ def trained_on(card: dict[str, Any]) -> str:
     Examples:
         >>> trained_on({"training": {"data_provenance": "real"}})
         'real Pap smears (its card names the data)'
-        >>> trained_on({"training": {}})
+        >>> trained_on({"training": {"data_provenance": "synthetic"}})
         'synthetic demo data: not for diagnosis'
         >>> trained_on({"source": "keras DB_4 model"})
         'imported: keras DB_4 model'
+        >>> trained_on({})
+        'data not recorded on its card'
     """
     if card.get("source"):
         return f"imported: {card['source']}"
-    if (card.get("training") or {}).get("data_provenance") == "real":
+    provenance = (card.get("training") or {}).get("data_provenance")
+    if provenance == "real":
         return "real Pap smears (its card names the data)"
-    return "synthetic demo data: not for diagnosis"
+    if provenance == "synthetic":
+        return "synthetic demo data: not for diagnosis"
+    return "data not recorded on its card"
 
 
 def slide_report(session: Session, slide_id: int, *, gallery_limit: int = 12) -> SlideReport:

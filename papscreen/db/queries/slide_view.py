@@ -249,10 +249,16 @@ def _cell_row(cell: Cell) -> CellRow:
 
 
 def _model_name(session: Session, model_id: int | None) -> str | None:
+    """``name (architecture)``, and ``; trained on synthetic demo data`` when its card says so."""
     if model_id is None:
         return None
     model = session.get(ModelVersion, model_id)
-    return None if model is None else f"{model.name} ({model.architecture})"
+    if model is None:
+        return None
+    synthetic = ((model.card or {}).get("training") or {}).get("data_provenance") == "synthetic"
+    return f"{model.name} ({model.architecture}" + (
+        "; trained on synthetic demo data, not for diagnosis)" if synthetic else ")"
+    )
 
 
 def _gallery(
