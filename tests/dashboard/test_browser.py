@@ -214,8 +214,12 @@ def test_review_a_slide_in_a_real_browser(
     choice.fill("NILM")
     choice.press("Enter")
     expect(choice).to_have_value("NILM")
-    signout.get_by_role("textbox").fill("reactive changes only")
-    signout.get_by_role("button", name="Sign out", exact=True).click()
+    sign = signout.get_by_role("button", name="Sign out", exact=True)
+    expect(sign).to_be_visible()  # the rerun for NILM is drawn (a screener signs NILM out alone) before typing
+    comment = signout.get_by_role("textbox")
+    comment.fill("reactive changes only")
+    comment.press("Control+Enter")  # Streamlit's way to commit a text area
+    sign.click()
     expect(page.get_by_text(f"Slide #{seeded.hsil_slide} signed out as NILM by ann.")).to_be_visible()
     with page.expect_download() as download:
         signout.get_by_test_id("stDownloadButton").filter(has_text="Report (PDF)").get_by_role("button").click()
