@@ -185,6 +185,9 @@ class RetrainSettings(BaseModel):
     )
     seed: int = Field(0, description="Seeds initialisation, sampling and augmentation.")
     include_reviewed_cells: bool = Field(True, description="Add reviewer-corrected cells to stage 2's training set.")
+    reviewed_cells_need_signout: bool = Field(
+        True, description="Only corrections on signed-out slides reach training (not quick exploratory ones)."
+    )
     max_sensitivity_drop: float = Field(
         0.02, ge=0, le=1, description="Most HSIL and SCC sensitivity a challenger may lose against the champion."
     )

@@ -214,7 +214,9 @@ def fingerprint_inputs(settings: Settings, database: Database, stage: str) -> Tr
     combined = dataset_fp
     if stage == "stage2" and settings.retrain.include_reviewed_cells:
         with database.session() as session:
-            reviewed = tuple(queries.reviewed_cells(session))
+            reviewed = tuple(
+                queries.reviewed_cells(session, signed_out_only=settings.retrain.reviewed_cells_need_signout)
+            )
         reviewed_fp = reviewed_fingerprint(reviewed)
         combined = hashlib.sha256(f"{dataset_fp}\n{reviewed_fp}".encode()).hexdigest()
     return TrainingInputs(

@@ -220,7 +220,15 @@ def _slide_with_reviewed_cell(database: Database, scan: Path) -> int:
         )
         (stored,) = analysis.cells
         queries.review_cell(session, stored.id, label="HSIL", reviewer="dr test")
-        return stored.id
+        slide_id, cell_id = claim.slide.id, stored.id
+    with database.session() as session:  # a correction reaches training once its slide is signed out
+        assert queries.reviewed_cells(session, signed_out_only=True) == []
+        queries.sign_out(
+            session, slide_id, interpretation="HSIL", user="dr test", role="pathologist", require_gallery_viewed=False
+        )
+    with database.session() as session:
+        assert [c.cell_id for c in queries.reviewed_cells(session, signed_out_only=True)] == [cell_id]
+    return cell_id
 
 
 @pytest.mark.usefixtures("prefect_api", "one_thread")

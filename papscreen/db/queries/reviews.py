@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from papscreen.bethesda import BETHESDA_CLASSES
 from papscreen.db.queries.audit import record_event
 from papscreen.db.queries.slides import require_slide
-from papscreen.db.schema import Cell, Slide, utcnow
+from papscreen.db.schema import Cell, SignoutStatus, Slide, utcnow
 
 __all__ = ["ReviewedCell", "mark_slide_reviewed", "review_cell", "reviewed_cells"]
 
@@ -69,8 +69,14 @@ class ReviewedCell:
     reviewed_at: datetime
 
 
-def reviewed_cells(session: Session, *, since: datetime | None = None) -> Sequence[ReviewedCell]:
-    """Every cell a person labelled, oldest first (optionally only since a time)."""
+def reviewed_cells(
+    session: Session, *, since: datetime | None = None, signed_out_only: bool = False
+) -> Sequence[ReviewedCell]:
+    """Every cell a person labelled, oldest first (optionally only since a time).
+
+    ``signed_out_only``: only the cells of slides that have been signed out, so a quick exploratory correction
+    does not reach training before the slide's review is confirmed.
+    """
     query = (
         select(Cell, Slide.stored_path)
         .join(Slide, Slide.id == Cell.slide_id)
@@ -79,6 +85,8 @@ def reviewed_cells(session: Session, *, since: datetime | None = None) -> Sequen
     )
     if since is not None:
         query = query.where(Cell.reviewed_at >= since)
+    if signed_out_only:
+        query = query.where(Slide.signout_status == SignoutStatus.SIGNED_OUT.value)
     return [
         ReviewedCell(
             cell_id=cell.id,
