@@ -15,6 +15,8 @@ from papscreen.dashboard.context import OPEN_ACCESS_USER
 from papscreen.db import queries
 from papscreen.db.database import Database
 from papscreen.db.queries.slide_view import SlideView, slide_view
+from papscreen.db.queries.worklist import worklist
+from papscreen.db.schema import ModelStage
 from papscreen.imaging.image_io import write_rgb
 from tests.dashboard.apptest_helpers import (
     PREFECT_UI,
@@ -409,3 +411,26 @@ def test_a_result_from_a_synthetic_trained_model_says_it_is_not_for_diagnosis(
     app = assert_ok(_app(sqlite_database, slide_id))
     assert "stage 2 s2-test (resnet50; trained on synthetic demo data, not for diagnosis)" in _text(app)
     assert any("trained on synthetic demo data: it is not for diagnosis" in w.value for w in app.warning)
+
+
+def test_a_slide_from_older_models_is_marked_and_can_be_rescored(
+    sqlite_database: Database, tmp_path: Path, scan: Path
+) -> None:
+    slide_id = _seed(sqlite_database, tmp_path, scan)
+    with sqlite_database.session() as s:
+        assert not worklist(s)[0].older_models
+        newer = queries.register_model_version(
+            s, stage=ModelStage.STAGE2, name="s2-newer", architecture="resnet18", file_path="/m/3", sha256="3" * 64,
+            auto_champion=False,
+        )  # fmt: skip
+        queries.promote(s, newer.id, actor="root")
+    with sqlite_database.session() as s:
+        assert worklist(s)[0].older_models  # the worklist's Models column says "older: re-score"
+    app = assert_ok(_app(sqlite_database, slide_id, user="ann", signed_in=True, role="cytotechnologist"))
+    assert "Newer models are champions now: this result comes from older ones." in _text(app)
+    app.button(key=f"slide_{slide_id}_rescore").click().run()
+    assert assert_ok(app).success[0].value.startswith(f"Slide #{slide_id} queued for a re-score")
+    with sqlite_database.session() as s:
+        assert queries.get_slide(s, slide_id).status == "queued"  # type: ignore[union-attr]
+        events = queries.list_events(s, entity_type="slide", entity_id=slide_id)
+    assert ("slide.requeued", "ann") in [(e.action, e.actor) for e in events]

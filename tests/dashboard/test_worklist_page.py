@@ -67,6 +67,7 @@ def test_worklist_lists_slides_by_abnormal_score_with_rank_and_quintile(seeded: 
         "reviewed",
         "reviewed by",
         "report",
+        "models",
     ]
     top = table.iloc[0]
     assert top["report"] == ""  # nobody has signed it yet

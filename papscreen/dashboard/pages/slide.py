@@ -175,6 +175,27 @@ def _mark_reviewed(ctx: DashboardContext, slide_id: int) -> None:
     store(ctx, write, what="The slide was not marked reviewed", expected=(LookupError,))
 
 
+def _rescore(ctx: DashboardContext, slide_id: int) -> None:
+    """Queue the slide again: the next intake pass analyses it with the current champions."""
+
+    def write(session: Session) -> str:
+        queries.requeue_slide(session, slide_id, reason="re-score with the current champions", actor=ctx.user)
+        return f"Slide #{slide_id} queued for a re-score with the current models, by {ctx.user}."
+
+    store(ctx, write, what="Not queued", expected=(LookupError, ValueError, queries.InvalidTransitionError))
+
+
+def _older_models(ctx: DashboardContext, view: SlideView) -> None:
+    """Say that newer champions exist, and offer a re-score unless the slide is signed out on this result."""
+    if view.signout_status == "signed out":
+        st.info("Newer models are champions now; this slide was signed out on this result, which is kept.")
+        return
+    st.info("Newer models are champions now: this result comes from older ones.")
+    st.button(
+        "Re-score with the current models", key=f"slide_{view.id}_rescore", on_click=_rescore, args=(ctx, view.id)
+    )
+
+
 def _choose_cell(slide_id: int, cell_id: int) -> None:
     st.session_state[_cell_key(slide_id)] = cell_id
 
@@ -300,6 +321,8 @@ def _header(ctx: DashboardContext, view: SlideView) -> None:
     st.markdown(" · ".join(facts))
     if view.stage1_model or view.stage2_model:
         st.caption(f"Models: stage 1 {view.stage1_model or '-'}, stage 2 {view.stage2_model or '-'}")
+        if view.older_models:
+            _older_models(ctx, view)
         if "synthetic demo data" in f"{view.stage1_model}{view.stage2_model}":
             st.warning("This result comes from a model trained on synthetic demo data: it is not for diagnosis.")
 

@@ -101,6 +101,7 @@ def worklist_frame(rows: Sequence[WorklistRow]) -> pd.DataFrame:
             "reviewed": [r.reviewed_at is not None for r in rows],
             "reviewed by": [_reviewed_text(r) for r in rows],
             "report": [_report_text(r) for r in rows],
+            "models": ["older: re-score" if r.older_models else "" for r in rows],
         }
     )
 
@@ -153,6 +154,7 @@ def _worklist_columns() -> dict[str, Any]:
         "reviewed": cc.CheckboxColumn("Reviewed"),
         "reviewed by": cc.TextColumn("Reviewed by"),
         "report": cc.TextColumn("Report", help="The signed interpretation, or that it waits for a pathologist."),
+        "models": cc.TextColumn("Models", help="'older': analysed by models that are no longer the champions."),
     }
 
 

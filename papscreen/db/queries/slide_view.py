@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from papscreen.db.queries._rows import slide_fields
 from papscreen.db.queries.analyses import current_analysis
 from papscreen.db.queries.slides import require_slide
+from papscreen.db.queries.worklist import champion_ids
 from papscreen.db.schema import Cell, ModelVersion, Slide, SlideStatus
 
 __all__ = [
@@ -160,6 +161,7 @@ class SlideView:
     gallery_cells: tuple[CellRow, ...] = ()
     cells_total: int = 0
     cells_reviewed: int = 0
+    older_models: bool = False
 
     @property
     def has_analysis(self) -> bool:
@@ -353,8 +355,11 @@ def slide_view(session: Session, slide_id: int, *, cell_limit: int = DEFAULT_CEL
         select(func.count(Cell.id), func.count(Cell.reviewer_label)).where(Cell.analysis_id == analysis.id)
     ).one()
     gallery, gallery_cells = _gallery(session, analysis.id, details.get("gallery") or [])
+    champions = champion_ids(session)
+    analysed_by = (analysis.stage1_model_id, analysis.stage2_model_id)
     return replace(
         view,
+        older_models=None not in champions and analysed_by != champions,
         analysis_id=analysis.id,
         stage1_model=_model_name(session, analysis.stage1_model_id),
         stage2_model=_model_name(session, analysis.stage2_model_id),

@@ -167,6 +167,8 @@ class WorklistRow:
     signout_status: str | None = None
     signed_out_by: str | None = None
     signed_out_at: datetime | None = None
+    older_models: bool = False
+    """Analysed by models that are no longer the champions (a re-score would use the current ones)."""
 
     @property
     def rank_text(self) -> str:
@@ -318,14 +320,22 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _row(slide: Slide, rank: int | None, total: int | None) -> WorklistRow:
+def _row(slide: Slide, rank: int | None, total: int | None, champions: tuple[int | None, int | None]) -> WorklistRow:
+    analysed_by = (slide.stage1_model_id, slide.stage2_model_id)
     return WorklistRow(
         slide_id=slide.id,
         **slide_fields(slide),
         rank=rank,
         total=total,
         quintile=quintile(rank, total) if rank is not None and total else None,
+        older_models=slide.status == SlideStatus.DONE and None not in champions and analysed_by != champions,
     )
+
+
+def champion_ids(session: Session) -> tuple[int | None, int | None]:
+    """The current champions' ids (stage 1, stage 2); None for a stage without one."""
+    ids = [get_champion(session, stage) for stage in (ModelStage.STAGE1, ModelStage.STAGE2)]
+    return (ids[0].id if ids[0] else None, ids[1].id if ids[1] else None)
 
 
 def worklist(session: Session, filters: WorklistFilter | None = None) -> list[WorklistRow]:
@@ -370,7 +380,8 @@ def worklist(session: Session, filters: WorklistFilter | None = None) -> list[Wo
         .order_by(ranked.c.rank.is_(None), ranked.c.rank, Slide.received_at.desc(), Slide.id.desc())
         .limit(filters.limit)
     )
-    return [_row(slide, rank, total) for slide, rank, total in session.execute(query).all()]
+    champions = champion_ids(session)
+    return [_row(slide, rank, total, champions) for slide, rank, total in session.execute(query).all()]
 
 
 def unanalysed_slides(
@@ -385,4 +396,5 @@ def unanalysed_slides(
         []
     """
     query = select(Slide).where(Slide.status.in_(list(statuses))).order_by(Slide.received_at, Slide.id).limit(limit)
-    return [_row(slide, None, None) for slide in session.scalars(query).all()]
+    champions = champion_ids(session)
+    return [_row(slide, None, None, champions) for slide in session.scalars(query).all()]
