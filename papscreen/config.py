@@ -236,6 +236,9 @@ class DashboardSettings(BaseModel):
         description="Let a dashboard without users listen beyond loopback; only where the port is reachable from "
         "this machine alone (Compose sets it: the container's port is published on the host's 127.0.0.1).",
     )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a sign-in lasts across reloads and tabs (a signed cookie)."
+    )
     signout_requires_gallery: bool = Field(
         True, description="Sign-out only after the dashboard has shown the signer the slide's whole gallery."
     )

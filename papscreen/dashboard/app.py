@@ -20,12 +20,14 @@ from pathlib import Path
 from types import ModuleType
 
 import streamlit as st
+import streamlit.components.v1 as components
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from papscreen.config import Settings, load_settings
 from papscreen.dashboard import auth, navigation
 from papscreen.dashboard.context import OPEN_ACCESS_USER, DashboardContext
 from papscreen.dashboard.pages import audit, intake, models, overview, slide, worklist
+from papscreen.dashboard.session_cookie import COOKIE_NAME, SessionSigner, clear_cookie_script, set_cookie_script
 from papscreen.db import migrate, queries
 from papscreen.db.database import Database
 from papscreen.errors import PapscreenError
@@ -51,6 +53,9 @@ PAGES: tuple[tuple[str, str, str, ModuleType], ...] = (
 )
 """(url path, title, icon, module) of every page, in the sidebar's order; each module has ``render(ctx)``."""
 DEFAULT_PAGE = "overview"
+SECRET_FILE = "dashboard.secret"
+TOKEN_KEY = "papscreen_session_token"
+CLEAR_COOKIE_KEY = "papscreen_clear_cookie"
 logger = logging.getLogger(__name__)
 SCHEMA_CHECK_TTL_S = 30
 """A database found ready is not checked again for this long (a failed check is repeated on every run)."""
@@ -137,9 +142,11 @@ def _identify(settings: Settings) -> tuple[auth.User | None, bool]:
     if not users_file.exists():
         return None, False
     users = auth.load_users(users_file)
-    user = auth.signed_in_user(users)
+    user = _still_valid(settings, auth.signed_in_user(users)) or _resume(settings, users)
     if user is None:
         _keep_the_address()
+        if st.session_state.pop(CLEAR_COOKIE_KEY, False):
+            components.html(clear_cookie_script(), height=0)
         auth.sign_in_form(users, on_attempt=lambda name, ok, why: _audit_sign_in(settings, name, ok, why))
     return user, True
 
@@ -156,8 +163,55 @@ def _audit_sign_in(settings: Settings, name: str, succeeded: bool, reason: str) 
         logger.warning("could not record %s of %r in the audit log: %s", action, name, e)
 
 
+def _signer(settings: Settings) -> SessionSigner:
+    return _signer_for(str(settings.home / SECRET_FILE))
+
+
+@st.cache_resource(show_spinner=False)
+def _signer_for(secret_path: str) -> SessionSigner:
+    """One signer per secret for the whole server, so a revocation reaches every tab."""
+    return SessionSigner.from_file(Path(secret_path))
+
+
+def _still_valid(settings: Settings, user: auth.User | None) -> auth.User | None:
+    """The tab's user, unless its session was signed out elsewhere (another tab) or has expired."""
+    token = st.session_state.get(TOKEN_KEY)
+    if user is None or token is None or _signer(settings).user_of(token) == user.name:
+        return user
+    st.session_state.pop(TOKEN_KEY, None)
+    auth.sign_out()
+    return None
+
+
+def _resume(settings: Settings, users: dict[str, auth.User]) -> auth.User | None:
+    """The user of this browser's session cookie, if it is valid and they are still in the users file."""
+    token = st.context.cookies.get(COOKIE_NAME)
+    if not isinstance(token, str):  # no cookie (or a test runner without a browser)
+        return None
+    name = _signer(settings).user_of(token)
+    if name is None or name not in users:
+        return None
+    st.session_state[auth.SESSION_USER_KEY] = name
+    st.session_state[TOKEN_KEY] = token
+    return users[name]
+
+
+def _keep_signed_in(settings: Settings) -> None:
+    """After a sign-in with a password, give this browser a session cookie (once)."""
+    if st.session_state.get(TOKEN_KEY):
+        return
+    lifetime = settings.dashboard.session_hours * 3600
+    token = _signer(settings).token(st.session_state[auth.SESSION_USER_KEY], lifetime_s=lifetime)
+    st.session_state[TOKEN_KEY] = token
+    components.html(set_cookie_script(token, lifetime), height=0)
+
+
 def _sign_out(settings: Settings, user: auth.User) -> None:
-    """Sign this session out, and say so in the audit log."""
+    """Sign this session out everywhere its cookie reached, and say so in the audit log."""
+    token = st.session_state.pop(TOKEN_KEY, None)
+    if token:
+        _signer(settings).revoke(token)
+    st.session_state[CLEAR_COOKIE_KEY] = True
     auth.sign_out()
     _audit_sign_out(settings, user.name)
 
@@ -230,6 +284,9 @@ def main() -> None:
     if required and user is None:
         return  # only the sign-in form is on the page
     _sidebar(settings, user)
+    if user is not None:
+        with st.sidebar:
+            _keep_signed_in(settings)
     database = database_for(str(settings.database_url))
     try:
         _database_ready(str(settings.database_url), database)

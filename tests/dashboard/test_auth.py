@@ -37,6 +37,7 @@ PASSWORD = "correct horse battery"
 SIGN_IN_ELEMENTS = {
     *("main", "sidebar", "event", "flex_container", "column", "form"),  # layout
     *("title", "subheader", "text_input", "button", "error"),
+    "iframe",  # after a sign-out: the zero-height script that deletes the session cookie (it shows nothing)
 }
 
 

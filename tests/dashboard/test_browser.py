@@ -155,7 +155,8 @@ def test_review_a_slide_in_a_real_browser(
     browser: Browser, dashboard_url: str, seeded_sqlite: tuple[Seeded, Database], artifacts: Path
 ) -> None:
     seeded, database = seeded_sqlite
-    page = browser.new_page(viewport={"width": 1600, "height": 1200})
+    context = browser.new_context(viewport={"width": 1600, "height": 1200})
+    page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
 
     # Nothing but the sign-in form before signing in, even at a page's own address.
@@ -229,3 +230,18 @@ def test_review_a_slide_in_a_real_browser(
     assert "NILM by ann, cytotechnologist" in text
     assert "comment: reactive changes only" in text
     page.screenshot(path=artifacts / "5-signed-out.png", full_page=True)
+
+    # The sign-in holds across a reload and in a second tab (a signed session cookie); signing out ends both.
+    signed_in = page.get_by_test_id("stSidebar").get_by_text("Signed in as")
+    page.reload()
+    expect(signed_in).to_be_visible(timeout=UI_TIMEOUT_MS)
+    second = context.new_page()
+    second.goto(f"{dashboard_url}/worklist")
+    expect(second.get_by_test_id("stSidebar").get_by_text("Signed in as")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+    expect(page.get_by_test_id("stForm")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.reload()
+    expect(page.get_by_test_id("stForm")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    second.reload()
+    expect(second.get_by_test_id("stForm")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    context.close()
