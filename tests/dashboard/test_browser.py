@@ -102,7 +102,9 @@ def seeded_sqlite(
     seeded = seed_dashboard(database, tmp_path / "results")
     monkeypatch.setenv("PAPSCREEN_DATABASE_URL", seeded.url)
     monkeypatch.setenv("PAPSCREEN_DASHBOARD__REFRESH_SECONDS", "600")  # no live refresh in the middle of a click
-    add_user(load_settings().dashboard.users_file, "ann", PASSWORD, display_name="Ann Smith", rounds=4)  # type: ignore[arg-type]
+    users = load_settings().dashboard.users_file
+    add_user(users, "ann", PASSWORD, display_name="Ann Smith", rounds=4)  # type: ignore[arg-type]
+    add_user(users, "drp", PASSWORD, display_name="Dr P", role="pathologist", rounds=4)  # type: ignore[arg-type]
     yield seeded, database
     database.dispose()
 
@@ -128,14 +130,14 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def _sign_in(page: Page, artifacts: Path) -> None:
+def _sign_in(page: Page, artifacts: Path, name: str = "ann") -> None:
     form = page.get_by_test_id("stForm")
     expect(form).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(form.get_by_role("textbox", name="Name")).to_be_visible()
     expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
     expect(page.get_by_test_id("stSidebar")).to_have_count(0)
     page.screenshot(path=artifacts / "1-sign-in.png")
-    form.get_by_role("textbox", name="Name").fill("ann")
+    form.get_by_role("textbox", name="Name").fill(name)
     form.get_by_role("textbox", name="Password").fill(PASSWORD)
     form.get_by_role("button", name="Sign in").click()
     expect(page.get_by_test_id("stSidebar").get_by_text("Signed in as")).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -245,3 +247,26 @@ def test_review_a_slide_in_a_real_browser(
     second.reload()
     expect(second.get_by_test_id("stForm")).to_be_visible(timeout=UI_TIMEOUT_MS)
     context.close()
+
+    # A pathologist reads the audit log: ann's sign-in, her review and her sign-out are there, a wrong password too.
+    audit = browser.new_page(viewport={"width": 1600, "height": 1200})
+    audit.set_default_timeout(UI_TIMEOUT_MS)
+    audit.goto(f"{dashboard_url}/audit")
+    form = audit.get_by_test_id("stForm")
+    expect(form).to_be_visible(timeout=UI_TIMEOUT_MS)
+    form.get_by_role("textbox", name="Name").fill("drp")
+    form.get_by_role("textbox", name="Password").fill("not the password")
+    form.get_by_role("button", name="Sign in").click()
+    expect(audit.get_by_text("wrong name or password")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _sign_in(audit, artifacts, "drp")
+    expect(audit.get_by_role("heading", name="Audit log")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(audit.get_by_test_id("stDataFrame")).to_be_visible()
+    audit.screenshot(path=artifacts / "6-audit.png", full_page=True)
+    with database.session() as session:
+        seen = {(e.action, e.actor) for e in queries.list_events(session, limit=1000)}
+    assert {("user.signed_in", "ann"), ("slide.signed_out", "ann"), ("user.sign_in_failed", "drp")} <= seen
+    with audit.expect_download() as download:
+        audit.get_by_test_id("stDownloadButton").get_by_role("button").click()
+    exported = Path(download.value.path()).read_text()
+    assert "slide.signed_out,slide #" in exported
+    assert "user.sign_in_failed" in exported
