@@ -83,6 +83,31 @@ def promote(
     console.print(message)
 
 
+@app.command("approve")
+def approve(
+    ctx: typer.Context,
+    model_id: Annotated[int, typer.Argument(help="A candidate whose training run is `pending approval`.")],
+    actor: Annotated[str, typer.Option("--as", help="Who approves (recorded in the audit log).")] = "cli",
+    decline: Annotated[
+        bool, typer.Option("--decline", help="Decline it instead: rejected, the champion stays.")
+    ] = False,
+) -> None:
+    """Approve (or --decline) a retrained model that passed the gate and waits for a person (policy `approve`)."""
+    with open_database(ctx) as database:
+        try:
+            with database.session() as session:
+                if decline:
+                    version = queries.decline_candidate(session, model_id, actor=actor)
+                    message = f"model {version.id} ({version.name}) declined; the champion stays"
+                else:
+                    version = queries.approve_candidate(session, model_id, actor=actor)
+                    message = f"model {version.id} ({version.name}) is now the {version.stage.value} champion"
+        except (LookupError, ValueError) as e:
+            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            raise typer.Exit(2) from e
+    console.print(message)
+
+
 @app.command("register")
 def register(
     ctx: typer.Context,

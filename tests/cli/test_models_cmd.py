@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from papscreen.cli import app
 from papscreen.db import queries
 from papscreen.db.database import Database
-from papscreen.db.schema import ModelStage, ModelStatus
+from papscreen.db.schema import Decision, ModelStage, ModelStatus, TrainingStatus
 from papscreen.models.shipped import shipped_card
 from tests.cli.saved_models import saved_stage1
 
@@ -50,6 +50,31 @@ def test_register_list_promote(cli_env: CliRunner, database: Database, tmp_path:
         assert champion.name == "m2"
         statuses = {v.name: v.status for v in queries.list_model_versions(s)}
         assert statuses["m1"] == ModelStatus.RETIRED
+
+
+def test_approve_a_candidate_waiting_for_a_person(cli_env: CliRunner, database: Database, tmp_path: Path) -> None:
+    for name, seed in (("m1", 1), ("m2", 2), ("m3", 3)):
+        folder = _saved_stage1(tmp_path / name, seed=seed)
+        assert cli_env.invoke(app, ["models", "register", str(folder)]).exit_code == 0
+    with database.session() as s:
+        ids = {v.name: v.id for v in queries.list_model_versions(s)}
+        for name in ("m2", "m3"):
+            run = queries.start_training_run(s, stage=ModelStage.STAGE1, parameters={})
+            queries.finish_training_run(
+                s, run.id, status=TrainingStatus.SUCCEEDED, model_version_id=ids[name],
+                decision=Decision.PENDING_APPROVAL, reason="passed the gate; waits for an admin",
+            )  # fmt: skip
+    refused = cli_env.invoke(app, ["models", "approve", str(ids["m1"])])
+    assert refused.exit_code == 2
+    assert "not waiting for approval" in refused.output
+    approved = cli_env.invoke(app, ["models", "approve", str(ids["m2"]), "--as", "root"])
+    assert approved.exit_code == 0, approved.output
+    assert "is now the stage1 champion" in approved.output
+    declined = cli_env.invoke(app, ["models", "approve", str(ids["m3"]), "--decline", "--as", "root"])
+    assert declined.exit_code == 0, declined.output
+    with database.session() as s:
+        assert queries.get_champion(s, ModelStage.STAGE1).name == "m2"  # type: ignore[union-attr]
+        assert queries.get_model_version(s, ids["m3"]).status == ModelStatus.REJECTED  # type: ignore[union-attr]
 
 
 def test_register_refuses_an_altered_model_without_traceback(cli_env: CliRunner, tmp_path: Path) -> None:
