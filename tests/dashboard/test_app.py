@@ -152,6 +152,8 @@ def seed_dashboard(database: Database, results_dir: Path) -> Seeded:
                         "overlay_scale": 1.0,
                         "scan_kind": "field",
                         "gallery": gallery,
+                        "category_reason": f"{main_class}: 4 cells graded {main_class} or worse with probability "
+                        ">= 0.9 (rule: >= 3)",
                     },
                 ),
                 duration_s=2.5,

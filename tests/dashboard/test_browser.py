@@ -172,6 +172,9 @@ def test_review_a_slide_in_a_real_browser(
 
     _click_first_row(page)  # the most suspicious slide: hsil-case.png
     expect(page.get_by_role("heading", name="hsil-case.png")).to_be_visible()
+    # The verdict is explained in words beside the evidence (item 1); markdown draws ">=" as a sign.
+    why = "Why: HSIL: 4 cells graded HSIL or worse with probability \u2265 0.9 (rule: \u2265 3)"
+    expect(page.get_by_text(why)).to_be_visible()
     assert f"slide={seeded.hsil_slide}" in page.url
 
     overlay = page.get_by_test_id("stImage").filter(has_text="Overlay")
