@@ -41,6 +41,7 @@ from papscreen.db.queries.signout import (
     gallery_viewed_by,
     mark_gallery_viewed,
     sign_out,
+    signout_is_final,
     signouts_of,
 )
 from papscreen.db.queries.slides import (
@@ -139,6 +140,7 @@ __all__ = [
     "set_compute_lease",
     "settle_gone_duplicate",
     "sign_out",
+    "signout_is_final",
     "signouts_of",
     "slide_names",
     "slides_to_rescore",
