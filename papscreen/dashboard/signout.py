@@ -139,12 +139,14 @@ def _form(ctx: DashboardContext, view: SlideView, viewed: bool) -> None:
 
 
 def _downloads(ctx: DashboardContext, view: SlideView) -> None:
-    """The report as PDF, CSV and JSON: read once per draw, each file made only when its button is pressed."""
-    with ctx.database.session() as session:  # read here: a download's callable runs on another thread
-        report = slide_report(session, view.id)
+    """The report as PDF, CSV and JSON, each read and made only when its button is pressed (not on every draw)."""
 
     def made_with(render: Callable[[SlideReport], bytes]) -> Callable[[], bytes]:
-        return lambda: render(report)
+        def make() -> bytes:
+            with ctx.database.session() as session:
+                return render(slide_report(session, view.id))
+
+        return make
 
     state = "final" if view.signout_status == SignoutStatus.SIGNED_OUT else "preliminary"
     stem = f"papscreen-slide-{view.id}-{state}"
