@@ -152,18 +152,14 @@ def _identify(settings: Settings) -> tuple[auth.User | None, bool]:
 
 
 def _audit_sign_in(settings: Settings, name: str, succeeded: bool, reason: str) -> None:
-    """Write a sign-in attempt to the audit log."""
+    """Write a sign-in attempt to the audit log; a database that is away does not stop anyone signing in."""
     action = "user.signed_in" if succeeded else "user.sign_in_failed"
-    _audit_door(settings, action, name, {"reason": reason})
-
-
-def _audit_door(settings: Settings, action: str, name: str, details: dict[str, str] | None = None) -> None:
-    """Write a sign-in, failed sign-in or sign-out; a database that is away does not stop anyone at this door."""
     try:
         with database_for(str(settings.database_url)).session() as session:
-            who = name[:128] or "?"
-            queries.record_event(session, action, "user", name[:64], actor=who, details=details)
-    except Exception as e:  # noqa: BLE001 - the audit write is best effort here; the log says it failed
+            queries.record_event(
+                session, action, "user", name[:64], actor=name[:128] or "?", details={"reason": reason}
+            )
+    except Exception as e:  # noqa: BLE001 - the audit write is best effort at this door; the log says it failed
         logger.warning("could not record %s of %r in the audit log: %s", action, name, e)
 
 
@@ -217,7 +213,15 @@ def _sign_out(settings: Settings, user: auth.User) -> None:
         _signer(settings).revoke(token)
     st.session_state[CLEAR_COOKIE_KEY] = True
     auth.sign_out()
-    _audit_door(settings, "user.signed_out", user.name)
+    _audit_sign_out(settings, user.name)
+
+
+def _audit_sign_out(settings: Settings, name: str) -> None:
+    try:
+        with database_for(str(settings.database_url)).session() as session:
+            queries.record_event(session, "user.signed_out", "user", name, actor=name)
+    except Exception as e:  # noqa: BLE001 - as for sign-ins
+        logger.warning("could not record the sign-out of %r in the audit log: %s", name, e)
 
 
 def _nothing() -> None:

@@ -9,12 +9,10 @@ step: before sign-out they say PRELIMINARY.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from papscreen.bethesda import REPORT_INTERPRETATIONS
+from papscreen.bethesda import REPORT_INTERPRETATIONS, SIGNOUT_BY_SCREENER
 from papscreen.dashboard.context import DashboardContext
 from papscreen.dashboard.writes import store
 from papscreen.db import queries
@@ -96,9 +94,9 @@ def signout_panel(ctx: DashboardContext, view: SlideView) -> None:
     """The sign-out section: the trail so far, the form when this person may sign, and the report files."""
     st.subheader("Sign-out and report")
     with ctx.database.session() as session:
-        steps = queries.signouts_of(session, view.id)
+        report = slide_report(session, view.id)
         viewed = ctx.signed_in and queries.gallery_viewed_by(session, view.id, user=ctx.user)
-    for step in steps:
+    for step in report.signouts:
         comment = f" · {step.comment}" if step.comment else ""
         st.markdown(
             f"**{step.interpretation}** ({step.step}) by **{step.signed_by}**, {step.role}, "
@@ -108,7 +106,7 @@ def signout_panel(ctx: DashboardContext, view: SlideView) -> None:
         st.success(f"Signed out as **{view.interpretation}** by {view.signed_out_by}.")
     else:
         _form(ctx, view, viewed)
-    _downloads(ctx, view)
+    _downloads(report)
 
 
 def _form(ctx: DashboardContext, view: SlideView, viewed: bool) -> None:
@@ -123,7 +121,7 @@ def _form(ctx: DashboardContext, view: SlideView, viewed: bool) -> None:
     )
     st.text_area("Comment (optional)", key=_comment_key(view), max_chars=2000, height=80)
     chosen = st.session_state[key]
-    goes_on = not queries.signout_is_final(ctx.role or queries.Role.CYTOTECHNOLOGIST, chosen)
+    goes_on = ctx.role != queries.Role.PATHOLOGIST and chosen not in SIGNOUT_BY_SCREENER
     blocked = _why_not(ctx, view, viewed)
     st.button(
         "Sign and send to a pathologist" if goes_on else "Sign out",
@@ -138,19 +136,13 @@ def _form(ctx: DashboardContext, view: SlideView, viewed: bool) -> None:
         st.caption(blocked)
 
 
-def _downloads(ctx: DashboardContext, view: SlideView) -> None:
-    """The report as PDF, CSV and JSON, each read and made only when its button is pressed (not on every draw)."""
-
-    def made_with(render: Callable[[SlideReport], bytes]) -> Callable[[], bytes]:
-        def make() -> bytes:
-            with ctx.database.session() as session:
-                return render(slide_report(session, view.id))
-
-        return make
-
-    state = "final" if view.signout_status == SignoutStatus.SIGNED_OUT else "preliminary"
-    stem = f"papscreen-slide-{view.id}-{state}"
+def _downloads(report: SlideReport) -> None:
+    """The report as PDF, CSV and JSON, each made when its button is pressed (not on every draw)."""
+    state = "final" if report.final else "preliminary"
+    stem = f"papscreen-slide-{report.slide_id}-{state}"
     pdf, table, data = st.columns(3)
-    pdf.download_button("Report (PDF)", made_with(report_pdf), f"{stem}.pdf", "application/pdf", key="report_pdf")
-    table.download_button("Report (CSV)", made_with(report_csv), f"{stem}.csv", "text/csv", key="report_csv")
-    data.download_button("Report (JSON)", made_with(report_json), f"{stem}.json", "application/json", key="report_json")
+    pdf.download_button("Report (PDF)", lambda: report_pdf(report), f"{stem}.pdf", "application/pdf", key="report_pdf")
+    table.download_button("Report (CSV)", lambda: report_csv(report), f"{stem}.csv", "text/csv", key="report_csv")
+    data.download_button(
+        "Report (JSON)", lambda: report_json(report), f"{stem}.json", "application/json", key="report_json"
+    )

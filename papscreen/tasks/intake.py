@@ -315,8 +315,8 @@ def ingest_pass(
         scan = scan_intake(settings.intake_dir, settings.intake)
         retries = _retries(database)
         now = utcnow()
-        due = [a for a in scan.ready if _is_due(a, retries, now)]
-        deferred = [a.name for a in scan.ready if not _is_due(a, retries, now)]
+        due = [a for a in scan.ready if _due(retries.get(queries.path_key(str(a.path))), now)]
+        deferred = [a.name for a in scan.ready if not _due(retries.get(queries.path_key(str(a.path))), now)]
         outcomes = []
         for arrival in due[: settings.orchestration.intake_batch]:
             if not lock.renew():
@@ -372,7 +372,9 @@ def look_for_work(settings: Settings, database: Database) -> IntakeWork:
     scan = scan_intake(settings.intake_dir, settings.intake)
     retries = _retries(database)
     now = utcnow()
-    files = tuple(queries.path_key(str(a.path)) for a in scan.ready if _is_due(a, retries, now))
+    files = tuple(
+        queries.path_key(str(a.path)) for a in scan.ready if _due(retries.get(queries.path_key(str(a.path))), now)
+    )
     in_intake = _StillInIntake(settings.intake_dir)
     with database.session() as session:
         queued = queries.dispatchable_slides(
@@ -392,11 +394,6 @@ def _retries(database: Database) -> dict[str, datetime]:
     except Exception as e:  # noqa: BLE001 - without the back-off record every file is simply tried now
         logger.warning("could not read the intake retry schedule (every file is tried now): %s", _describe(e))
         return {}
-
-
-def _is_due(arrival: Arrival, retries: dict[str, datetime], now: datetime) -> bool:
-    """Whether a settled file's turn has come: never failed, or its back-off has passed."""
-    return _due(retries.get(queries.path_key(str(arrival.path))), now)
 
 
 def _due(next_attempt: datetime | None, now: datetime) -> bool:

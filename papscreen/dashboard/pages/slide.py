@@ -323,7 +323,7 @@ def _header(ctx: DashboardContext, view: SlideView) -> None:
         st.caption(f"Models: stage 1 {view.stage1_model or '-'}, stage 2 {view.stage2_model or '-'}")
         if view.older_models:
             _older_models(ctx, view)
-        if view.synthetic_models:
+        if "synthetic demo data" in f"{view.stage1_model}{view.stage2_model}":
             st.warning("This result comes from a model trained on synthetic demo data: it is not for diagnosis.")
 
 

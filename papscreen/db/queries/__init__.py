@@ -41,7 +41,6 @@ from papscreen.db.queries.signout import (
     gallery_viewed_by,
     mark_gallery_viewed,
     sign_out,
-    signout_is_final,
     signouts_of,
 )
 from papscreen.db.queries.slides import (
@@ -140,7 +139,6 @@ __all__ = [
     "set_compute_lease",
     "settle_gone_duplicate",
     "sign_out",
-    "signout_is_final",
     "signouts_of",
     "slide_names",
     "slides_to_rescore",

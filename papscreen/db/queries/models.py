@@ -13,7 +13,6 @@ from papscreen.db.schema import Decision, ModelStage, ModelStatus, ModelVersion,
 
 __all__ = [
     "approve_candidate",
-    "data_provenance",
     "decline_candidate",
     "get_champion",
     "get_model_version",
@@ -178,19 +177,14 @@ def _pending_run(session: Session, model_id: int) -> TrainingRun:
     return run
 
 
-def data_provenance(card: dict[str, Any] | None) -> str | None:
-    """What a registered model's card says it was trained on: ``real``, ``synthetic``, or None when it does not."""
-    value = ((card or {}).get("training") or {}).get("data_provenance")
-    return str(value) if value else None
-
-
 def record_data_provenance(session: Session, model_id: int, provenance: str) -> None:
     """Note on a registered model's card what it was trained on (``real``/``synthetic``), unless it says already."""
     version = session.get(ModelVersion, model_id)
     if version is None:
         raise LookupError(f"no model version with id {model_id}")
-    if data_provenance(version.card):
-        return
     card = dict(version.card or {})
-    card["training"] = dict(card.get("training") or {}) | {"data_provenance": provenance}
+    training = dict(card.get("training") or {})
+    if training.get("data_provenance"):
+        return
+    card["training"] = training | {"data_provenance": provenance}
     version.card = card

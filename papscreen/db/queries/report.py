@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from papscreen.db.queries.models import data_provenance
 from papscreen.db.queries.signout import SignoutRow, signouts_of
 from papscreen.db.queries.slide_view import GalleryEntry, slide_view
 from papscreen.db.schema import Cell, ModelVersion, SignoutStatus, Slide
@@ -80,7 +79,7 @@ def trained_on(card: dict[str, Any]) -> str:
     """
     if card.get("source"):
         return f"imported: {card['source']}"
-    provenance = data_provenance(card)
+    provenance = (card.get("training") or {}).get("data_provenance")
     if provenance == "real":
         return "real Pap smears (its card names the data)"
     if provenance == "synthetic":

@@ -31,7 +31,6 @@ __all__ = [
     "gallery_viewed_by",
     "mark_gallery_viewed",
     "sign_out",
-    "signout_is_final",
     "signouts_of",
 ]
 
@@ -59,15 +58,10 @@ class SignoutRow:
     analysis_id: int | None
 
 
-def signout_is_final(role: Role | str, interpretation: str) -> bool:
-    """Whether this person's signature ends the report: a pathologist's always, a screener's on NILM/unsatisfactory."""
-    return Role(role) is Role.PATHOLOGIST or interpretation in SIGNOUT_BY_SCREENER
-
-
 def mark_gallery_viewed(session: Session, slide_id: int, *, user: str) -> bool:
     """Record that ``user`` was shown the whole gallery of the slide's current analysis (once); True if new."""
     analysis = current_analysis(session, slide_id)
-    if analysis is None or _viewed(session, slide_id, user, analysis.id):
+    if analysis is None or gallery_viewed_by(session, slide_id, user=user):
         return False
     record_event(session, GALLERY_VIEWED, "slide", slide_id, actor=user, details={"analysis_id": analysis.id})
     return True
@@ -76,19 +70,17 @@ def mark_gallery_viewed(session: Session, slide_id: int, *, user: str) -> bool:
 def gallery_viewed_by(session: Session, slide_id: int, *, user: str) -> bool:
     """Whether ``user`` has been shown the whole gallery of the slide's current analysis."""
     analysis = current_analysis(session, slide_id)
-    return analysis is not None and _viewed(session, slide_id, user, analysis.id)
-
-
-def _viewed(session: Session, slide_id: int, user: str, analysis_id: int) -> bool:
+    if analysis is None:
+        return False
     events = session.scalars(
-        select(AuditEvent.details).where(
+        select(AuditEvent).where(
             AuditEvent.action == GALLERY_VIEWED,
             AuditEvent.entity_type == "slide",
             AuditEvent.entity_id == str(slide_id),
             AuditEvent.actor == user,
         )
     ).all()
-    return any((details or {}).get("analysis_id") == analysis_id for details in events)
+    return any((e.details or {}).get("analysis_id") == analysis.id for e in events)
 
 
 def sign_out(
@@ -129,7 +121,7 @@ def sign_out(
         raise SignoutError(f"slide #{slide_id} waits for a pathologist's sign-out")
     if require_gallery_viewed and not gallery_viewed_by(session, slide_id, user=user):
         raise SignoutError("look through the whole gallery of the slide's most suspicious cells before signing")
-    final = signout_is_final(role, interpretation)
+    final = role is Role.PATHOLOGIST or interpretation in SIGNOUT_BY_SCREENER
     now = utcnow()
     step = Signout(
         slide_id=slide_id,

@@ -20,9 +20,8 @@ from sqlalchemy.orm import Session
 
 from papscreen.db.queries._rows import slide_fields
 from papscreen.db.queries.analyses import current_analysis
-from papscreen.db.queries.models import data_provenance
 from papscreen.db.queries.slides import require_slide
-from papscreen.db.queries.worklist import analysed_by_older_models, champion_ids
+from papscreen.db.queries.worklist import champion_ids
 from papscreen.db.schema import Cell, ModelVersion, Slide, SlideStatus
 
 __all__ = [
@@ -163,7 +162,6 @@ class SlideView:
     cells_total: int = 0
     cells_reviewed: int = 0
     older_models: bool = False
-    synthetic_models: bool = False
 
     @property
     def has_analysis(self) -> bool:
@@ -252,14 +250,17 @@ def _cell_row(cell: Cell) -> CellRow:
     )
 
 
-def _model(session: Session, model_id: int | None) -> tuple[str | None, bool]:
-    """``name (architecture)``, marked when its card says it was trained on synthetic data; and whether it was."""
-    model = session.get(ModelVersion, model_id) if model_id is not None else None
+def _model_name(session: Session, model_id: int | None) -> str | None:
+    """``name (architecture)``, and ``; trained on synthetic demo data`` when its card says so."""
+    if model_id is None:
+        return None
+    model = session.get(ModelVersion, model_id)
     if model is None:
-        return None, False
-    synthetic = data_provenance(model.card) == "synthetic"
-    note = "; trained on synthetic demo data, not for diagnosis" if synthetic else ""
-    return f"{model.name} ({model.architecture}{note})", synthetic
+        return None
+    synthetic = ((model.card or {}).get("training") or {}).get("data_provenance") == "synthetic"
+    return f"{model.name} ({model.architecture}" + (
+        "; trained on synthetic demo data, not for diagnosis)" if synthetic else ")"
+    )
 
 
 def _gallery(
@@ -354,16 +355,14 @@ def slide_view(session: Session, slide_id: int, *, cell_limit: int = DEFAULT_CEL
         select(func.count(Cell.id), func.count(Cell.reviewer_label)).where(Cell.analysis_id == analysis.id)
     ).one()
     gallery, gallery_cells = _gallery(session, analysis.id, details.get("gallery") or [])
-    stage1, stage2 = _model(session, analysis.stage1_model_id), _model(session, analysis.stage2_model_id)
+    champions = champion_ids(session)
+    analysed_by = (analysis.stage1_model_id, analysis.stage2_model_id)
     return replace(
         view,
-        older_models=analysed_by_older_models(
-            (analysis.stage1_model_id, analysis.stage2_model_id), champion_ids(session)
-        ),
+        older_models=None not in champions and analysed_by != champions,
         analysis_id=analysis.id,
-        stage1_model=stage1[0],
-        stage2_model=stage2[0],
-        synthetic_models=stage1[1] or stage2[1],
+        stage1_model=_model_name(session, analysis.stage1_model_id),
+        stage2_model=_model_name(session, analysis.stage2_model_id),
         summary=summary,
         details=details,
         gallery=gallery,

@@ -328,15 +328,8 @@ def _row(slide: Slide, rank: int | None, total: int | None, champions: tuple[int
         rank=rank,
         total=total,
         quintile=quintile(rank, total) if rank is not None and total else None,
-        older_models=slide.status == SlideStatus.DONE and analysed_by_older_models(analysed_by, champions),
+        older_models=slide.status == SlideStatus.DONE and None not in champions and analysed_by != champions,
     )
-
-
-def analysed_by_older_models(
-    analysed_by: tuple[int | None, int | None], champions: tuple[int | None, int | None]
-) -> bool:
-    """Whether a result came from other models than today's champions (both stages have one)."""
-    return None not in champions and analysed_by != champions
 
 
 def champion_ids(session: Session) -> tuple[int | None, int | None]:
